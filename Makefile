@@ -1,0 +1,30 @@
+# `make run` and `make test` work on a fresh machine: they create .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8080
+CONFIG ?= config/default.yaml
+
+.PHONY: run test lint venv clean
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+run: $(VENV)/.stamp
+	$(VENV)/bin/wxgate run -c $(CONFIG) -p $(PORT)
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check addons tests
+	$(VENV)/bin/mypy addons
+
+# The whole suite on mitmproxy 11 (default python3) and, where Python >= 3.12
+# exists, again on mitmproxy 12; says which lines ran.
+test: $(VENV)/.stamp lint
+	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/test-lines.sh
+
+clean:
+	rm -rf $(VENV) .venv-py3* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Scheme, whitelist, IP, localhost, port and forbidden-host rules, judged on the headers.
+
+Judged in `requestheaders`, not `request`: a streamed body connects upstream
+before `request` runs, and everything these rules need is in the headers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from mitmproxy import http
+
+from .policy.urls import Target, judge_target
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of
+
+_PORT_RE = re.compile(r":(\d{1,5})$")
+
+
+def explicit_port(authority: str) -> int | None:
+    """The port written in a Host header or authority ("h", "h:443", "[::1]:8443")."""
+    match = _PORT_RE.search(authority.strip())
+    if not match or (authority.count(":") > 1 and "]" not in authority):
+        return None  # a bare IPv6 address, not a port
+    return int(match[1])
+
+
+def target_of(flow: http.HTTPFlow, api: str) -> Target:
+    req = flow.request
+    scheme = req.scheme
+    if api == "connectSocket":
+        scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
+    # Behind CONNECT only the Host header shows an explicit :443.
+    written = explicit_port(req.host_header or "") or explicit_port(req.authority or "")
+    return Target(scheme, req.pretty_host, req.port, written)
+
+
+class DomainGuard:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or answered(flow):
+            return
+        config = self.runtime.config
+        app = config.app(info.appid)
+        if app is None:
+            return
+        violation = judge_target(
+            target_of(flow, info.api), info.api, app, config.rules, config.allow_lan_ip
+        )
+        if violation:
+            if info.api_reason:
+                violation = replace(violation, detail=f"{violation.detail} ({info.api_reason})")
+            enforce(flow, violation, self.runtime)

@@ -1,0 +1,70 @@
+"""Decides whose call a flow is: in scope or not, which app, which wx API, which platform.
+
+Runs first among the judging addons; the others read its verdict from flow.metadata.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import ctx, http
+
+from .policy.clients import is_miniprogram, parse_referer, platform_of
+from .policy.rules import Violation
+from .policy.urls import interface_for
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of
+
+# The control API's host is always served, never judged (SPEC §5).
+CONTROL_HOST = "wxgate.local"
+
+
+def onboarding_host() -> str:
+    # The option belongs to mitmproxy's onboarding addon, which a bare test master lacks.
+    return str(getattr(ctx.options, "onboarding_host", "mitm.it"))
+
+
+class IdentifyApp:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self.runtime.flows += 1
+        if answered(flow):
+            return
+        req = flow.request
+        host = req.pretty_host.lower().rstrip(".")
+        if host in (onboarding_host(), CONTROL_HOST):
+            return
+        info = info_of(flow)
+        referer = req.headers.get("referer")
+        user_agent = req.headers.get("user-agent")
+        info.platform = platform_of(user_agent)
+        config = self.runtime.config
+        if config.scope != "all" and not is_miniprogram(
+            referer, user_agent, req.headers.get("xweb_xhr")
+        ):
+            return
+        parsed = parse_referer(referer)
+        app = config.app(parsed.appid) if parsed else self.runtime.default_app()
+        info.in_scope = True
+        if parsed:
+            info.appid, info.app_version = parsed.appid, parsed.version
+        if app is None:
+            if parsed and config.apps:
+                known = ", ".join(a.appid for a in config.apps)
+                enforce(flow, Violation(
+                    "referer.appid_mismatch",
+                    f"Referer names {parsed.appid}, which is not a configured app ({known})",
+                    "other",
+                ), self.runtime)
+            info.in_scope = False
+            return
+        info.appid = app.appid
+        info.app_version = parsed.version if parsed else app.version
+        interface = interface_for(
+            app, host,
+            websocket=req.headers.get("upgrade", "").lower() == "websocket",
+            method=req.method,
+            content_type=req.headers.get("content-type", ""),
+        )
+        info.api, info.api_reason = interface.api, interface.reason

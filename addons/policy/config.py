@@ -1,0 +1,573 @@
+"""The config model (SPEC §3), its loading and its validation by the console's rules.
+
+Pure: reads files only through `load_config`/`check_config`, which take a path;
+everything else works on parsed data. Every problem is one sentence that names
+the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .hosts import HostKind, classify_host
+from .rules import APIS
+from .yamlmarks import MarkedDict, MarkedList, load_marked
+
+FORBIDDEN_HOSTS = frozenset({"api.weixin.qq.com"})
+DEFAULT_TIMEOUT_MS = 60000
+SCHEME_FOR_API = {
+    "request": "https",
+    "uploadFile": "https",
+    "downloadFile": "https",
+    "connectSocket": "wss",
+}
+# The open-platform domain API's field names.
+DOMAINS_FILE_KEYS = {
+    "requestdomain": "request",
+    "wsrequestdomain": "connectSocket",
+    "uploaddomain": "uploadFile",
+    "downloaddomain": "downloadFile",
+}
+_ENTRY_RE = re.compile(
+    r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>\[[^\]]*\]|[^/:?#\[\]]*)"
+    r"(?::(?P<port>\d{1,5}))?/?$"
+)
+_APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
+# The Referer versions the client sends (clients.parse_referer accepts the same).
+_VERSION_RE = re.compile(r"^(0|devtools|\d+)$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    key: str
+    message: str
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        tail = f" [{self.rule}]" if self.rule else ""
+        return f"{where}: {self.key}: {self.message}{tail}"
+
+
+class ConfigError(Exception):
+    """The config can't be used; `problems` holds every located problem."""
+
+    def __init__(self, problems: list[Problem], unreadable: bool = False) -> None:
+        self.problems = problems
+        self.unreadable = unreadable
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class DomainEntry:
+    scheme: str
+    host: str
+    port: int | None
+    raw: str
+
+    def matches_host(self, host: str) -> bool:
+        return self.host == host
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    appid: str
+    version: str = "0"
+    domains: Mapping[str, tuple[DomainEntry, ...]] = field(
+        default_factory=lambda: {api: () for api in APIS}
+    )
+    network_timeout: Mapping[str, int] = field(
+        default_factory=lambda: {api: DEFAULT_TIMEOUT_MS for api in APIS}
+    )
+    project: str | None = None
+    # project.config.json's setting.urlCheck; False = DevTools checks nothing.
+    url_check: bool | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 10
+    concurrency_pool: str = "shared"
+    over_concurrency: str = "queue"
+    sockets: int = 5
+    background_grace_s: int = 5
+
+
+@dataclass(frozen=True)
+class ClientRules:
+    max_domains: int = 20
+    max_timeout_ms: int = 60000
+    socket_any_port: bool = False
+
+
+@dataclass(frozen=True)
+class TlsRules:
+    min_version: str = "1.2"
+    ats: bool = True
+    distrusted_issuers: tuple[str, ...] = ("WoSign", "StartCom")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    path: str = "wxgate-violations.jsonl"
+    console: str = "pretty"
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "enforce"
+    scope: str = "miniprogram"
+    allow_lan_ip: bool = False
+    passthrough: tuple[str, ...] = ()
+    # (host, port or None for any port) -> (address, port)
+    resolve: Mapping[tuple[str, int | None], tuple[str, int]] = field(default_factory=dict)
+    block_with: str = "fail"
+    apps: tuple[AppConfig, ...] = ()
+    limits: Limits = Limits()
+    rules: ClientRules = ClientRules()
+    tls: TlsRules = TlsRules()
+    faults: tuple[Mapping[str, Any], ...] = ()
+    seed: int | None = None
+    log: LogConfig = LogConfig()
+    control_token: str | None = None
+    source: str = "<default>"
+
+    def app(self, appid: str | None) -> AppConfig | None:
+        for app in self.apps:
+            if app.appid == appid:
+                return app
+        return None
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks the parsed YAML, collecting problems instead of stopping at the first."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def problem(self, line: int | None, key: str, message: str, rule: str | None = None) -> None:
+        self.problems.append(Problem(self.file, line, key, message, rule))
+
+    def section(self, node: Any, path: str, known: tuple[str, ...], line: int) -> MarkedDict:
+        if node is None:
+            empty = MarkedDict()
+            empty.line, empty.key_lines = line, {}
+            return empty
+        if not isinstance(node, MarkedDict):
+            self.problem(line, path or "(top level)", f"must be a mapping, not {_kind(node)}")
+            empty = MarkedDict()
+            empty.line, empty.key_lines = line, {}
+            return empty
+        for key in node:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                where = f" in {path}" if path else ""
+                tail = f"; did you mean '{hint[0]}'?" if hint else f" (known: {', '.join(known)})"
+                self.problem(
+                    node.key_lines.get(key), _join(path, str(key)),
+                    f"unknown key '{key}'{where}{tail}",
+                )
+        return node
+
+    def value(
+        self, node: MarkedDict, path: str, key: str, kind: type | tuple[type, ...], default: Any,
+        choices: tuple[Any, ...] | None = None, minimum: int | None = None,
+    ) -> Any:
+        if key not in node or node[key] is None:
+            return default
+        value = node[key]
+        line = node.key_lines.get(key, node.line)
+        full = _join(path, key)
+        # bool is an int subclass; YAML `yes` must not pass as a number.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
+            self.problem(line, full, f"must be {_describe(kind)}, not {_kind(value)} {value!r}")
+            return default
+        if choices is not None and value not in choices:
+            options = " or ".join(repr(c) for c in choices)
+            self.problem(line, full, f"must be {options}, not {value!r}")
+            return default
+        if minimum is not None and isinstance(value, int) and value < minimum:
+            self.problem(line, full, f"must be at least {minimum}, not {value}")
+            return default
+        return value
+
+    def str_list(self, node: MarkedDict, path: str, key: str) -> list[tuple[str, int]]:
+        """A list of strings, each with its line."""
+        if key not in node or node[key] is None:
+            return []
+        value = node[key]
+        line = node.key_lines.get(key, node.line)
+        if not isinstance(value, MarkedList):
+            self.problem(line, _join(path, key), f"must be a list, not {_kind(value)}")
+            return []
+        out = []
+        for i, (item, item_line) in enumerate(zip(value, value.item_lines, strict=True)):
+            if not isinstance(item, str):
+                self.problem(
+                    item_line, f"{_join(path, key)}[{i}]", f"must be a string, not {_kind(item)}"
+                )
+                continue
+            out.append((item, item_line))
+        return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _describe(kind: type | tuple[type, ...]) -> str:
+    names = {bool: "true or false", int: "an integer", str: "a string", float: "a number"}
+    return " or ".join(names.get(k, k.__name__) for k in _tuple(kind))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "empty"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+TOP_KEYS = (
+    "mode", "scope", "allow_lan_ip", "passthrough", "resolve", "block_with", "apps", "limits",
+    "rules", "tls", "faults", "seed", "log", "control",
+)
+APP_KEYS = ("appid", "version", "project", "domains", "domains_file", "network_timeout")
+LIMIT_KEYS = ("concurrency", "concurrency_pool", "over_concurrency", "sockets",
+              "background_grace_s")
+RULE_KEYS = ("max_domains", "max_timeout_ms", "socket_any_port")
+TLS_KEYS = ("min_version", "ats", "distrusted_issuers")
+LOG_KEYS = ("path", "console")
+CONTROL_KEYS = ("token",)
+
+
+def parse_domain_entry(raw: str) -> DomainEntry | None:
+    match = _ENTRY_RE.match(raw.strip())
+    if not match:
+        return None
+    host = classify_host(match["host"]).name
+    port = int(match["port"]) if match["port"] else None
+    return DomainEntry(match["scheme"].lower(), host, port, raw)
+
+
+def judge_domain_entry(api: str, raw: str) -> tuple[str, str] | None:
+    """The console's verdict on one whitelist entry: (rule id, reason), or None if accepted."""
+    match = _ENTRY_RE.match(raw.strip())
+    if not match or not match["host"]:
+        return "config.invalid", f"'{raw}' is not a scheme://host[:port] URL without a path"
+    info = classify_host(match["host"])
+    want = SCHEME_FOR_API[api]
+    if match["scheme"].lower() != want:
+        return "config.scheme", f"'{raw}' must start with {want}:// for {api}"
+    if info.kind is HostKind.IP:
+        return "config.ip_address", f"'{raw}' is an IP address; the console accepts domain names"
+    if info.kind is HostKind.LOCALHOST:
+        return "config.localhost", f"'{raw}' is a localhost name"
+    if info.name in FORBIDDEN_HOSTS:
+        return "config.forbidden", f"'{raw}' may not be a server domain"
+    if match["port"] and not 0 < int(match["port"]) < 65536:
+        return "config.invalid", f"'{raw}' has port {match['port']}, outside 1-65535"
+    return None
+
+
+def _read_json(reader: _Reader, path: Path, key: str, line: int | None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        reader.problem(line, key, f"{path} does not exist")
+    except (OSError, UnicodeDecodeError) as exc:
+        reader.problem(line, key, f"{path} cannot be read ({exc.__class__.__name__})")
+    except json.JSONDecodeError as exc:
+        reader.problem(line, key, f"{path} line {exc.lineno} is not valid JSON: {exc.msg}")
+    return None
+
+
+def _project(
+    reader: _Reader, base: Path, raw: str, line: int | None, path: str
+) -> tuple[str | None, bool | None, dict[str, int]]:
+    """appid, setting.urlCheck and app.json/game.json networkTimeout of a mini-program project."""
+    root = (base / raw).resolve()
+    key = _join(path, "project")
+    if not root.is_dir():
+        reader.problem(line, key, f"{root} is not a directory")
+        return None, None, {}
+    appid, url_check, timeouts = None, None, {}
+    cfg = _read_json(reader, root / "project.config.json", key, line)
+    src_root = root
+    if isinstance(cfg, dict):
+        appid = cfg.get("appid") if isinstance(cfg.get("appid"), str) else None
+        setting = cfg.get("setting")
+        if isinstance(setting, dict) and isinstance(setting.get("urlCheck"), bool):
+            url_check = setting["urlCheck"]
+        for root_key in ("miniprogramRoot", "minigameRoot"):
+            if isinstance(cfg.get(root_key), str):
+                src_root = root / cfg[root_key]
+    for name in ("app.json", "game.json"):
+        if (src_root / name).is_file():
+            data = _read_json(reader, src_root / name, key, line)
+            nt = data.get("networkTimeout") if isinstance(data, dict) else None
+            if isinstance(nt, dict):
+                timeouts = {
+                    api: v for api, v in nt.items()
+                    if api in APIS and isinstance(v, int) and not isinstance(v, bool)
+                }
+            break
+    return appid, url_check, timeouts
+
+
+def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: ClientRules
+         ) -> AppConfig | None:
+    path = f"apps[{index}]"
+    sec = reader.section(node, path, APP_KEYS, line)
+    appid = reader.value(sec, path, "appid", str, None)
+    version = reader.value(sec, path, "version", (str, int), "0")
+    version = str(version)
+    if not _VERSION_RE.fullmatch(version):
+        reader.problem(sec.key_lines.get("version", sec.line), _join(path, "version"),
+                       f"'{version}' is not a Referer version (\"0\", \"devtools\" or a release "
+                       "number)")
+        version = "0"
+    project = reader.value(sec, path, "project", str, None)
+    url_check: bool | None = None
+    project_timeouts: dict[str, int] = {}
+    if project:
+        p_appid, url_check, project_timeouts = _project(
+            reader, base, project, sec.key_lines.get("project"), path
+        )
+        if appid is None:
+            appid = p_appid
+        elif p_appid and p_appid != appid:
+            reader.problem(sec.key_lines.get("project"), _join(path, "project"),
+                           f"project.config.json says appid {p_appid}, the config says {appid}")
+    if appid is None:
+        reader.problem(sec.line, _join(path, "appid"), "is missing (and no project gives one)")
+        return None
+    if not _APPID_RE.match(appid):
+        reader.problem(sec.key_lines.get("appid", sec.line), _join(path, "appid"),
+                       f"'{appid}' is not an appid (wx followed by 16 hex digits)")
+
+    entries: dict[str, list[tuple[str, int | None, str]]] = {api: [] for api in APIS}
+    dom_path = _join(path, "domains")
+    domains = reader.section(sec.get("domains"), dom_path, APIS,
+                             sec.key_lines.get("domains", sec.line))
+    for api in APIS:
+        for raw, item_line in reader.str_list(domains, dom_path, api):
+            entries[api].append((raw, item_line, f"{dom_path}.{api}"))
+    domains_file = reader.value(sec, path, "domains_file", str, None)
+    if domains_file:
+        df_line = sec.key_lines.get("domains_file")
+        data = _read_json(reader, base / domains_file, _join(path, "domains_file"), df_line)
+        if data is not None and not isinstance(data, dict):
+            reader.problem(df_line, _join(path, "domains_file"), "must hold a JSON object")
+        elif isinstance(data, dict):
+            for json_key, api in DOMAINS_FILE_KEYS.items():
+                values = data.get(json_key) or []
+                for raw in values if isinstance(values, list) else []:
+                    if isinstance(raw, str):
+                        entries[api].append((raw, df_line, f"{domains_file}:{json_key}"))
+
+    parsed: dict[str, tuple[DomainEntry, ...]] = {}
+    for api in APIS:
+        seen: dict[str, DomainEntry] = {}
+        for raw, entry_line, key in entries[api]:
+            verdict = judge_domain_entry(api, raw)
+            if verdict:
+                reader.problem(entry_line, key, verdict[1], verdict[0])
+                continue
+            entry = parse_domain_entry(raw)
+            if entry:
+                seen.setdefault(f"{entry.host}:{entry.port}", entry)
+        if len(seen) > rules.max_domains:
+            reader.problem(domains.key_lines.get(api, domains.line), f"{dom_path}.{api}",
+                           f"has {len(seen)} domains; the console accepts at most "
+                           f"{rules.max_domains}", "config.too_many_domains")
+        parsed[api] = tuple(seen.values())
+
+    nt_path = _join(path, "network_timeout")
+    nt = reader.section(sec.get("network_timeout"), nt_path, APIS,
+                        sec.key_lines.get("network_timeout", sec.line))
+    timeouts: dict[str, int] = {}
+    # The unwritten default is capped by max_timeout_ms: only a timeout someone wrote can break it.
+    default_timeout = min(DEFAULT_TIMEOUT_MS, rules.max_timeout_ms)
+    for api in APIS:
+        value = reader.value(nt, nt_path, api, int, project_timeouts.get(api, default_timeout),
+                             minimum=1)
+        if value > rules.max_timeout_ms:
+            where = nt.key_lines.get(api) if api in nt else sec.key_lines.get("project")
+            reader.problem(where, f"{nt_path}.{api}", f"is {value} ms; the client allows at most "
+                           f"{rules.max_timeout_ms}", "config.timeout")
+            value = rules.max_timeout_ms
+        timeouts[api] = value
+    return AppConfig(appid, version, parsed, timeouts, project, url_check)
+
+
+def _resolve(reader: _Reader, node: MarkedDict) -> dict[tuple[str, int | None], tuple[str, int]]:
+    out: dict[tuple[str, int | None], tuple[str, int]] = {}
+    value = node.get("resolve")
+    if value is None:
+        return out
+    line = node.key_lines.get("resolve", node.line)
+    if not isinstance(value, MarkedDict):
+        reader.problem(line, "resolve", f"must be a mapping of host to address:port, "
+                       f"not {_kind(value)}")
+        return out
+    for src, dst in value.items():
+        key_line = value.key_lines.get(src, line)
+        src_addr = _split_hostport(str(src))
+        dst_addr = _split_hostport(str(dst)) if isinstance(dst, str) else None
+        if src_addr is None:
+            reader.problem(key_line, f"resolve.{src}", "must be host or host:port")
+        elif dst_addr is None or dst_addr[1] is None:
+            reader.problem(key_line, f"resolve.{src}", f"must map to address:port, not {dst!r}")
+        else:
+            out[(classify_host(src_addr[0]).name, src_addr[1])] = (dst_addr[0], dst_addr[1])
+    return out
+
+
+def _split_hostport(text: str) -> tuple[str, int | None] | None:
+    match = re.fullmatch(r"(\[[^\]]+\]|[^:\[\]/\s]+)(?::(\d{1,5}))?", text.strip())
+    if not match or (match[2] and not 0 < int(match[2]) < 65536):
+        return None
+    return match[1].strip("[]"), int(match[2]) if match[2] else None
+
+
+def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config, list[Problem]]:
+    """Build a Config from parsed YAML; returns it with every problem found."""
+    reader = _Reader(file)
+    base = base or Path(file).resolve().parent
+    top = reader.section(data, "", TOP_KEYS, 1)
+    v = reader.value
+
+    rules_sec = reader.section(top.get("rules"), "rules", RULE_KEYS,
+                               top.key_lines.get("rules", 1))
+    rules = ClientRules(
+        max_domains=v(rules_sec, "rules", "max_domains", int, 20, minimum=1),
+        max_timeout_ms=v(rules_sec, "rules", "max_timeout_ms", int, 60000, minimum=1),
+        socket_any_port=v(rules_sec, "rules", "socket_any_port", bool, False),
+    )
+    lim = reader.section(top.get("limits"), "limits", LIMIT_KEYS, top.key_lines.get("limits", 1))
+    limits = Limits(
+        concurrency=v(lim, "limits", "concurrency", int, 10, minimum=1),
+        concurrency_pool=v(lim, "limits", "concurrency_pool", str, "shared",
+                           choices=("shared", "per_api")),
+        over_concurrency=v(lim, "limits", "over_concurrency", str, "queue",
+                           choices=("queue", "fail")),
+        sockets=v(lim, "limits", "sockets", int, 5, minimum=1),
+        background_grace_s=v(lim, "limits", "background_grace_s", int, 5, minimum=0),
+    )
+    tls_sec = reader.section(top.get("tls"), "tls", TLS_KEYS, top.key_lines.get("tls", 1))
+    tls = TlsRules(
+        min_version=str(v(tls_sec, "tls", "min_version", (str, float), "1.2")),
+        ats=v(tls_sec, "tls", "ats", bool, True),
+        distrusted_issuers=tuple(
+            s for s, _ in reader.str_list(tls_sec, "tls", "distrusted_issuers")
+        ) if "distrusted_issuers" in tls_sec else ("WoSign", "StartCom"),
+    )
+    if tls.min_version not in ("1.0", "1.1", "1.2", "1.3"):
+        reader.problem(tls_sec.key_lines.get("min_version"), "tls.min_version",
+                       f"must be \"1.0\", \"1.1\", \"1.2\" or \"1.3\", not {tls.min_version!r}")
+    log_sec = reader.section(top.get("log"), "log", LOG_KEYS, top.key_lines.get("log", 1))
+    log = LogConfig(
+        path=v(log_sec, "log", "path", str, LogConfig.path),
+        console=v(log_sec, "log", "console", str, "pretty", choices=("pretty", "json", "off")),
+    )
+    control = reader.section(top.get("control"), "control", CONTROL_KEYS,
+                             top.key_lines.get("control", 1))
+
+    passthrough = []
+    for pattern, line in reader.str_list(top, "", "passthrough"):
+        try:
+            re.compile(pattern)
+            passthrough.append(pattern)
+        except re.error as exc:
+            reader.problem(line, "passthrough", f"'{pattern}' is not a valid regex: {exc}")
+
+    apps: list[AppConfig] = []
+    apps_node = top.get("apps")
+    if isinstance(apps_node, MarkedList):
+        for i, (node, line) in enumerate(zip(apps_node, apps_node.item_lines, strict=True)):
+            app = _app(reader, node, line, i, base, rules)
+            if app:
+                if any(a.appid == app.appid for a in apps):
+                    reader.problem(line, f"apps[{i}].appid", f"{app.appid} is listed twice")
+                apps.append(app)
+    elif apps_node is not None:
+        reader.problem(top.key_lines.get("apps"), "apps", f"must be a list, not {_kind(apps_node)}")
+
+    faults_node = top.get("faults")
+    faults: tuple[Mapping[str, Any], ...] = ()
+    if isinstance(faults_node, MarkedList):
+        faults = tuple(f for f in faults_node if isinstance(f, Mapping))
+    elif faults_node is not None:
+        reader.problem(top.key_lines.get("faults"), "faults",
+                       f"must be a list, not {_kind(faults_node)}")
+
+    config = Config(
+        mode=v(top, "", "mode", str, "enforce", choices=("enforce", "report")),
+        scope=v(top, "", "scope", str, "miniprogram", choices=("miniprogram", "all")),
+        allow_lan_ip=v(top, "", "allow_lan_ip", bool, False),
+        passthrough=tuple(passthrough),
+        resolve=_resolve(reader, top),
+        block_with=v(top, "", "block_with", str, "fail", choices=("fail", "response")),
+        apps=tuple(apps),
+        limits=limits,
+        rules=rules,
+        tls=tls,
+        faults=faults,
+        seed=v(top, "", "seed", int, None),
+        log=log,
+        control_token=v(control, "control", "token", str, None),
+        source=file,
+    )
+    return config, reader.problems
+
+
+def check_config(path: str | Path) -> tuple[Config, list[Problem]]:
+    """Read and validate; (None, [problem]) when the file can't be read or parsed at all."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([Problem(file, None, "(file)", "does not exist")], True) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(file, None, "(file)", f"cannot be read: {exc}")],
+                          True) from None
+    try:
+        data = load_marked(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([Problem(file, line, "(yaml)", f"is not valid YAML: {reason}")],
+                          True) from None
+    return parse_config(data, file)
+
+
+def load_config(path: str | Path) -> Config:
+    """A usable Config, or ConfigError with every problem."""
+    config, problems = check_config(path)
+    if problems:
+        raise ConfigError(problems)
+    return config

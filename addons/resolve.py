@@ -1,0 +1,52 @@
+"""Connects configured names elsewhere (`resolve:`), keeping the Host header and SNI.
+
+Rewriting `server.address` in `server_connect` would defeat connection reuse under
+`connection_strategy=lazy` (mitmproxy reuses a connection only when its address
+equals the request's), so the request itself is pointed at the target and the
+name is given back to the TLS handshake as SNI.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
+
+from .policy.hosts import classify_host
+from .state import Runtime
+from .verdict import answered
+
+Address = tuple[str, int]
+
+
+class Resolve:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        # (client peername, target) -> the name the client asked for. Keyed by peername,
+        # not client id: client replay runs each flow on a copy with a new id.
+        self._names: dict[tuple[Address, Address], str] = {}
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        table = self.runtime.config.resolve
+        if not table or answered(flow):
+            return
+        req = flow.request
+        name = classify_host(req.pretty_host).name
+        dst = table.get((name, req.port)) or table.get((name, None))
+        if dst is None:
+            return
+        host_header = req.host_header
+        req.host, req.port = dst
+        req.host_header = host_header
+        self._names[(flow.client_conn.peername, dst)] = name
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        address = data.server.address
+        if address is None:
+            return
+        name = self._names.get((data.client.peername, address))
+        if name:
+            data.server.sni = name
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        for key in [k for k in self._names if k[0] == client.peername]:
+            del self._names[key]

@@ -1,0 +1,56 @@
+"""What the addons share: the loaded policy and per-flow verdict bookkeeping.
+
+One `Runtime` is made by `addons/wxgate.py` and handed to every addon, so that
+the addon list, not a global, says who sees what.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .policy.config import AppConfig, Config
+
+META = "wxgate"
+
+
+@dataclass
+class FlowInfo:
+    """What wxgate decided about one flow, kept in `flow.metadata["wxgate"]`."""
+
+    in_scope: bool = False
+    appid: str | None = None
+    app_version: str | None = None
+    api: str = "other"
+    api_reason: str = ""
+    platform: str | None = None
+    # allowed | reported | blocked
+    decision: str = "allowed"
+    rules: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Runtime:
+    config: Config = field(default_factory=Config)
+    # `wxgate_mode` overrides the config's mode (Docker's WXGATE_MODE).
+    mode_override: str = ""
+    passthrough: list[re.Pattern[str]] = field(default_factory=list)
+    violations: Counter[str] = field(default_factory=Counter)
+    blocked: int = 0
+    flows: int = 0
+
+    @property
+    def mode(self) -> str:
+        return self.mode_override or self.config.mode
+
+    def install(self, config: Config) -> None:
+        self.config = config
+        self.passthrough = [re.compile(p, re.IGNORECASE) for p in config.passthrough]
+
+    def default_app(self) -> AppConfig | None:
+        return self.config.apps[0] if self.config.apps else None

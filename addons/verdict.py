@@ -1,0 +1,138 @@
+"""Turning a rule's verdict into what happens to the flow, and the log line that says why.
+
+Every enforcing addon ends here, so blocking, marking and logging are the same for all
+rules: `mode: enforce` blocks error-level violations of live flows the way the client
+fails them (`block_with`), `mode: report` only logs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from mitmproxy import http
+
+from . import events
+from .policy.rules import Violation
+from .state import META, FlowInfo, Runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def info_of(flow: http.HTTPFlow) -> FlowInfo:
+    info = flow.metadata.get(META)
+    if not isinstance(info, FlowInfo):
+        info = FlowInfo()
+        flow.metadata[META] = info
+    return info
+
+
+def answered(flow: http.HTTPFlow) -> bool:
+    """Another addon (or wxgate itself) already answered or killed this flow."""
+    return flow.response is not None or flow.error is not None or info_of(flow).decision == (
+        "blocked")
+
+
+def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
+    info = info_of(flow)
+    req = flow.request
+    peer = flow.client_conn.peername
+    return {
+        "appid": info.appid,
+        "app_version": info.app_version,
+        "api": info.api,
+        "method": req.method,
+        "url": req.pretty_url,
+        "host": req.pretty_host,
+        "port": req.port,
+        "client": peer[0] if peer else None,
+        "flow_id": flow.id,
+        "platform": info.platform,
+    }
+
+
+def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
+    """Log the violation and block the flow if the mode says so; True when blocked."""
+    info = info_of(flow)
+    block = runtime.mode == "enforce" and violation.fails_call and flow.live
+    action = "blocked" if block else "reported"
+    fields = flow_fields(flow)
+    fields["api"] = violation.api
+    events.logger().warning(
+        "violation",
+        rule=violation.rule,
+        severity=violation.level.value,
+        action=action,
+        **fields,
+        detail=violation.detail,
+        errMsg=violation.err_msg,
+        errno=violation.errno,
+        **violation.extra,
+    )
+    runtime.violations[violation.rule] += 1
+    info.rules.append(violation.rule)
+    # mitmweb shows the mark and the comment: the flow list says which rule.
+    flow.marked = ":no_entry_sign:" if block else ":warning:"
+    flow.comment = "wxgate: " + ", ".join(info.rules)
+    if not block:
+        if info.decision == "allowed":
+            info.decision = "reported"
+        return False
+    info.decision = "blocked"
+    runtime.blocked += 1
+    _block(flow, runtime.config.block_with, {
+        "rule": violation.rule,
+        "errMsg": violation.err_msg,
+        "errno": violation.errno,
+        "detail": violation.detail,
+    })
+    return True
+
+
+def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
+    if block_with == "response":
+        # A response can't be combined with a streamed request body; a blocked call
+        # needs no streaming.
+        flow.request.stream = False
+        flow.response = http.Response.make(
+            403,
+            json.dumps(body, ensure_ascii=False).encode(),
+            {"Content-Type": "application/json; charset=utf-8",
+             "X-Wxgate-Rule": str(body["rule"])},
+        )
+    elif flow.killable:
+        # The client sees the connection close: the fail callback, as on the phone.
+        flow.kill()
+
+
+def fail_closed(hook: F) -> F:
+    """An exception inside an enforcing hook blocks the flow instead of forwarding it.
+
+    mitmproxy logs a hook's exception and carries on with the flow; for a policy
+    proxy that would mean a bug lets every call through. The hook's addon has a
+    `runtime` attribute.
+    """
+
+    @functools.wraps(hook)
+    def guarded(self: Any, flow: http.HTTPFlow, *args: Any) -> Any:
+        try:
+            return hook(self, flow, *args)
+        except Exception as exc:  # noqa: BLE001 - the point is to catch everything
+            runtime: Runtime = self.runtime
+            events.logger().error(
+                "wxgate_error", hook=f"{type(self).__name__}.{hook.__name__}",
+                error=f"{type(exc).__name__}: {exc}", flow_id=flow.id,
+                url=flow.request.pretty_url,
+            )
+            info_of(flow).decision = "blocked"
+            runtime.blocked += 1
+            if flow.live and flow.response is None:
+                _block(flow, runtime.config.block_with, {
+                    "rule": "wxgate.error", "errMsg": None, "errno": None,
+                    "detail": f"wxgate failed while judging this call ({type(exc).__name__})",
+                })
+            return None
+
+    return guarded  # type: ignore[return-value]

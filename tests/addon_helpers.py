@@ -1,0 +1,48 @@
+"""Shared set-up for addon unit tests: a Runtime with one configured app, and flows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
+from addons.policy.config import load_config
+from addons.state import Runtime
+
+APPID = "wx0123456789abcdef"
+REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"
+CONFIG = f"""\
+mode: enforce
+block_with: fail
+apps:
+  - appid: {APPID}
+    domains:
+      request: [https://api.example.com]
+      downloadFile: [https://cdn.example.com]
+      uploadFile: [https://upload.example.com]
+      connectSocket: [wss://ws.example.com]
+log:
+  console: "off"
+"""
+
+
+def runtime_for(tmp_path: Path, text: str = CONFIG) -> Runtime:
+    path = tmp_path / "wxgate.yaml"
+    path.write_text(text)
+    runtime = Runtime()
+    runtime.install(load_config(path))
+    return runtime
+
+
+def mp_flow(url: str = "https://api.example.com/x", method: str = "GET",
+            **headers: str) -> http.HTTPFlow:
+    """A live flow from a mini program (page-frame Referer) to url."""
+    req = tutils.treq()
+    req.url = url
+    req.method = method
+    req.headers["Referer"] = REFERER
+    req.headers["User-Agent"] = "Mozilla/5.0 (iPhone) MicroMessenger MiniProgramEnv/iOS"
+    for name, value in headers.items():
+        req.headers[name.replace("_", "-")] = value
+    return tflow.tflow(req=req)

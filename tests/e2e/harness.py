@@ -1,0 +1,267 @@
+"""Real parts for end-to-end tests: a local HTTPS/HTTP upstream that counts what
+reaches it, a `wxgate run` subprocess on a free port, and a client that goes
+through the proxy (absolute-form for http://, CONNECT + TLS for https://).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import trustme
+import yaml
+
+UPSTREAM_NAMES = [
+    "api.example.com", "upload.example.com", "cdn.example.com", "ws.example.com",
+    "evil.example.net", "api.weixin.qq.com", "localhost", "127.0.0.1",
+]
+APPID = "wx0123456789abcdef"
+REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"
+MP_HEADERS = {"Referer": REFERER, "User-Agent": "Mozilla/5.0 (Linux; Android 14) "
+              "MicroMessenger/8.0.50 MiniProgramEnv/android"}
+
+
+class Upstream:
+    """An HTTP(S) server on 127.0.0.1:0 that records connections and requests."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.connections = 0
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_request(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with owner.lock:
+                    owner.requests.append({
+                        "method": self.command, "path": self.path,
+                        "headers": dict(self.headers.items()), "body": body,
+                    })
+                payload = f"hello from upstream {self.path}".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_request
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                sock, addr = super().get_request()
+                with owner.lock:
+                    owner.connections += 1
+                if tls is not None:
+                    sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, addr
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def snapshot(self) -> tuple[int, int]:
+        with self.lock:
+            return self.connections, len(self.requests)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Certs:
+    ca: trustme.CA
+    ca_file: Path
+    server_context: ssl.SSLContext
+
+
+def make_certs(tmp: Path) -> Certs:
+    ca = trustme.CA()
+    ca_file = tmp / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    leaf = ca.issue_cert(*UPSTREAM_NAMES)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    leaf.configure_cert(ctx)
+    return Certs(ca, ca_file, ctx)
+
+
+@dataclass
+class Proxy:
+    proc: subprocess.Popen[str]
+    port: int
+    workdir: Path
+    confdir: Path
+    log_path: Path
+    stdout_lines: list[str] = field(default_factory=list)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    def log(self) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line]
+
+    def violations(self, rule: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.log() if e.get("event") == "violation"
+                and (rule is None or e.get("rule") == rule)]
+
+    def wait_for_log(self, predicate: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [e for e in self.log() if predicate(e)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def wxgate_cmd() -> list[str]:
+    """The installed `wxgate` console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "wxgate"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "addons.cli"]
+
+
+def start_proxy(
+    workdir: Path, config: dict[str, Any], upstream_ca: Path | None = None,
+    extra: list[str] | None = None, cmd: list[str] | None = None,
+) -> Proxy:
+    """Start `wxgate run` on a free port and wait for its banner."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    confdir = workdir / "mitmproxy"
+    log_path = workdir / "violations.jsonl"
+    config = {**config, "log": {"path": str(log_path), "console": "json"}}
+    cfg_file = workdir / "wxgate.yaml"
+    cfg_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    args = cmd or [*wxgate_cmd(), "run", "-c", str(cfg_file), "-p", "0",
+                   "--listen-host", "127.0.0.1"]
+    args += ["--set", f"confdir={confdir}"]
+    if upstream_ca:
+        args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+    args += extra or []
+    proc = subprocess.Popen(
+        args, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    port_box: list[int] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.search(r"wxgate proxy listening on [^\s]*:(\d+)", line)
+            if match and not port_box:
+                port_box.append(int(match[1]))
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not port_box:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("wxgate did not start:\n" + "".join(lines))
+        time.sleep(0.05)
+    return Proxy(proc, port_box[0], workdir, confdir, log_path, lines)
+
+
+@dataclass
+class Reply:
+    status: int | None  # None: the connection was closed, as the client's fail callback
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+
+
+def send(
+    proxy: Proxy, url: str, headers: dict[str, str] | None = None, method: str = "GET",
+    body: bytes | None = None, timeout: float = 10.0,
+) -> Reply:
+    """One request through the proxy, the way a phone's WeChat sends it."""
+    parts = urlsplit(url)
+    headers = dict(headers or {})
+    try:
+        if parts.scheme == "https":
+            ctx = ssl.create_default_context(cafile=str(proxy.ca_file))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                "127.0.0.1", proxy.port, timeout=timeout, context=ctx)
+            conn.set_tunnel(parts.hostname or "", parts.port or 443)
+            target = parts.path or "/"
+            if parts.query:
+                target += "?" + parts.query
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=timeout)
+            target = url
+        conn.request(method, target, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return Reply(resp.status, data, {k.lower(): v for k, v in resp.getheaders()})
+    except (OSError, http.client.HTTPException) as exc:
+        return Reply(None, error=f"{type(exc).__name__}: {exc}")
+
+
+def base_config(resolve: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "mode": "enforce",
+        "scope": "miniprogram",
+        "block_with": "fail",
+        "resolve": resolve,
+        "apps": [{
+            "appid": APPID,
+            "version": "0",
+            "domains": {
+                "request": ["https://api.example.com", "https://api.example.com:8443"],
+                "uploadFile": ["https://upload.example.com"],
+                "downloadFile": ["https://cdn.example.com"],
+                "connectSocket": ["wss://ws.example.com"],
+            },
+        }],
+    }
+    config.update(overrides)
+    return config
+
+
+def iter_fields() -> Iterator[str]:
+    """SPEC §5's always-present fields of a violation line."""
+    yield from (
+        "timestamp", "event", "rule", "severity", "action", "appid", "app_version", "api",
+        "method", "url", "host", "port", "client", "flow_id", "detail", "errMsg", "errno",
+        "platform",
+    )

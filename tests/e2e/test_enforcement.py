@@ -1,0 +1,189 @@
+"""End to end through a real `wxgate run` process: what WeChat blocks is blocked the
+way the client fails it, never reaches the upstream, and is logged once with every
+SPEC §5 field; `mode: report` lets the same calls through and logs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from addons.cli import SCRIPT
+
+from .harness import (
+    APPID,
+    MP_HEADERS,
+    Certs,
+    Proxy,
+    Upstream,
+    base_config,
+    iter_fields,
+    send,
+    start_proxy,
+)
+
+pytestmark = pytest.mark.e2e
+
+# (rule, url template, extra headers); {port} is the upstream's real port.
+VIOLATIONS = [
+    ("scheme.insecure", "http://api.example.com/case-scheme", {}),
+    ("domain.not_listed", "https://evil.example.net/case-unlisted", {}),
+    ("domain.ip_address", "https://127.0.0.1:{port}/case-ip", {}),
+    ("domain.localhost", "https://localhost:{port}/case-localhost", {}),
+    ("domain.port_mismatch", "https://api.example.com:9443/case-port", {}),
+    ("domain.port_mismatch", "https://api.example.com/case-explicit-443",
+     {"Host": "api.example.com:443"}),
+    ("domain.forbidden", "https://api.weixin.qq.com/cgi-bin/token", {}),
+]
+IDS = [f"{rule}:{url.split('/')[-1]}" for rule, url, _ in VIOLATIONS]
+
+
+def _proxy(session_dir: Path, name: str, certs: Certs, resolve: dict[str, str],
+           extra: list[str] | None = None, **overrides: object) -> Iterator[Proxy]:
+    proxy = start_proxy(session_dir / name, base_config(resolve, **overrides), certs.ca_file,
+                        extra)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def enforcing(session_dir: Path, certs: Certs, resolve_map: dict[str, str]) -> Iterator[Proxy]:
+    yield from _proxy(session_dir, "enforce", certs, resolve_map)
+
+
+@pytest.fixture(scope="module")
+def reporting(session_dir: Path, certs: Certs, resolve_map: dict[str, str]) -> Iterator[Proxy]:
+    # The mode override is what Docker's WXGATE_MODE sets.
+    yield from _proxy(session_dir, "report", certs, resolve_map, ["--set", "wxgate_mode=report"])
+
+
+@pytest.fixture(scope="module")
+def answering(session_dir: Path, certs: Certs, resolve_map: dict[str, str]) -> Iterator[Proxy]:
+    yield from _proxy(session_dir, "response", certs, resolve_map, block_with="response")
+
+
+def _lines_for(proxy: Proxy, path: str) -> list[dict[str, object]]:
+    return proxy.wait_for_log(
+        lambda e: e.get("event") == "violation" and str(e.get("url", "")).endswith(path))
+
+
+def test_allowed_request_reaches_upstream_with_its_body(enforcing: Proxy, upstream: Upstream):
+    before = upstream.snapshot()
+    reply = send(enforcing, "https://api.example.com/hello", MP_HEADERS)
+    assert reply.status == 200, reply.error
+    assert reply.body == b"hello from upstream /hello"
+    assert upstream.snapshot()[1] == before[1] + 1
+    # The upstream saw the name the client asked for, not the resolve target.
+    assert upstream.requests[-1]["headers"]["Host"] == "api.example.com"
+    assert enforcing.violations() == [] or all(
+        not str(v["url"]).endswith("/hello") for v in enforcing.violations())
+
+
+@pytest.mark.parametrize(("rule", "url", "headers"), VIOLATIONS, ids=IDS)
+def test_violation_is_blocked_before_the_upstream_and_logged_once(
+    enforcing: Proxy, upstream: Upstream, plain_upstream: Upstream,
+    rule: str, url: str, headers: dict[str, str],
+):
+    url = url.format(port=upstream.port)
+    before = (upstream.snapshot(), plain_upstream.snapshot())
+    reply = send(enforcing, url, {**MP_HEADERS, **headers})
+    assert reply.status is None, f"expected a closed connection, got {reply.status}"
+    lines = _lines_for(enforcing, url.split("/")[-1])
+    assert (upstream.snapshot(), plain_upstream.snapshot()) == before, "upstream was contacted"
+    assert [line["rule"] for line in lines] == [rule]
+    line = lines[0]
+    assert set(iter_fields()) <= set(line)
+    assert line["action"] == "blocked" and line["severity"] == "error"
+    assert line["appid"] == APPID and line["app_version"] == "0"
+    assert line["api"] == "request" and line["method"] == "GET"
+    assert line["client"] == "127.0.0.1" and line["platform"] == "android"
+    assert line["errMsg"] == "request:fail url not in domain list" and line["errno"] == 600002
+    assert line["detail"]
+
+
+@pytest.mark.parametrize(("rule", "url", "headers"), VIOLATIONS, ids=IDS)
+def test_report_mode_forwards_and_logs(
+    reporting: Proxy, upstream: Upstream, rule: str, url: str, headers: dict[str, str],
+):
+    url = url.format(port=upstream.port)
+    reply = send(reporting, url, {**MP_HEADERS, **headers})
+    assert reply.status == 200, reply.error
+    lines = _lines_for(reporting, url.split("/")[-1])
+    assert [(line["rule"], line["action"]) for line in lines] == [(rule, "reported")]
+
+
+def test_block_with_response_answers_403_with_the_clients_errmsg(
+    answering: Proxy, upstream: Upstream,
+):
+    before = upstream.snapshot()
+    reply = send(answering, "https://evil.example.net/case-response", MP_HEADERS)
+    assert reply.status == 403
+    body = json.loads(reply.body)
+    assert body["rule"] == "domain.not_listed"
+    assert body["errMsg"] == "request:fail url not in domain list"
+    assert body["errno"] == 600002
+    assert "evil.example.net" in body["detail"]
+    assert upstream.snapshot() == before
+
+
+def test_flow_without_miniprogram_markers_passes_under_scope_miniprogram(
+    enforcing: Proxy, upstream: Upstream,
+):
+    reply = send(enforcing, "https://evil.example.net/case-not-mp",
+                 {"User-Agent": "Mozilla/5.0 Safari"})
+    assert reply.status == 200, reply.error
+    assert _lines_for(enforcing, "case-not-mp") == []
+
+
+def test_onboarding_host_is_never_blocked(enforcing: Proxy):
+    reply = send(enforcing, "http://mitm.it/", MP_HEADERS)
+    assert reply.status == 200
+    assert _lines_for(enforcing, "mitm.it/") == []
+
+
+def test_mitmdump_script_entry_enforces_too(
+    session_dir: Path, certs: Certs, resolve_map: dict[str, str], upstream: Upstream,
+):
+    """`mitmdump -s addons/wxgate.py --set wxgate_config=FILE` is the same proxy."""
+    workdir = session_dir / "mitmdump"
+    workdir.mkdir()
+    mitmdump = Path(sys.executable).parent / "mitmdump"
+    cfg = workdir / "wxgate.yaml"
+    proxy = start_proxy(
+        workdir, base_config(resolve_map), certs.ca_file,
+        cmd=[str(mitmdump), "-s", str(SCRIPT), "--set", f"wxgate_config={cfg}",
+             "-p", "0", "--listen-host", "127.0.0.1"],
+    )
+    try:
+        assert send(proxy, "https://api.example.com/via-mitmdump", MP_HEADERS).status == 200
+        before = upstream.snapshot()
+        assert send(proxy, "https://evil.example.net/via-mitmdump", MP_HEADERS).status is None
+        assert upstream.snapshot() == before
+        assert [v["rule"] for v in _lines_for(proxy, "via-mitmdump")] == ["domain.not_listed"]
+    finally:
+        assert proxy.stop() == 0
+
+
+def test_sigterm_shuts_down_cleanly_with_the_log_flushed(
+    session_dir: Path, certs: Certs, resolve_map: dict[str, str],
+):
+    proxy = start_proxy(session_dir / "sigterm", base_config(resolve_map), certs.ca_file)
+    assert send(proxy, "https://evil.example.net/before-term", MP_HEADERS).status is None
+    assert proxy.stop(signal.SIGTERM) == 0
+    events = [e["event"] for e in proxy.log()]
+    assert "violation" in events and events[-1] == "shutdown"
+
+
+def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mode: enforce\nlimits:\n  concurency: 10\n")
+    done = subprocess.run([sys.executable, "-m", "addons.cli", "run", "-c", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{bad}:3: limits.concurency: unknown key" in done.stderr
+    assert "Traceback" not in done.stderr
