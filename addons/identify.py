@@ -7,14 +7,11 @@ from __future__ import annotations
 
 from mitmproxy import ctx, http
 
+from .control_api import CONTROL_HOST
 from .policy.clients import is_miniprogram, parse_referer, platform_of
-from .policy.rules import Violation
 from .policy.urls import interface_for
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of
-
-# The control API's host is always served, never judged (SPEC §5).
-CONTROL_HOST = "wxgate.local"
+from .verdict import answered, fail_closed, info_of
 
 
 def onboarding_host() -> str:
@@ -45,20 +42,14 @@ class IdentifyApp:
         ):
             return
         parsed = parse_referer(referer)
-        app = config.app(parsed.appid) if parsed else self.runtime.default_app()
-        info.in_scope = True
         if parsed:
+            # An unknown appid stays in scope: RefererGuard refuses it.
+            info.in_scope = bool(config.apps)
             info.appid, info.app_version = parsed.appid, parsed.version
+        app = config.app(parsed.appid) if parsed else self.runtime.default_app()
         if app is None:
-            if parsed and config.apps:
-                known = ", ".join(a.appid for a in config.apps)
-                enforce(flow, Violation(
-                    "referer.appid_mismatch",
-                    f"Referer names {parsed.appid}, which is not a configured app ({known})",
-                    "other",
-                ), self.runtime)
-            info.in_scope = False
             return
+        info.in_scope = True
         info.appid = app.appid
         info.app_version = parsed.version if parsed else app.version
         interface = interface_for(

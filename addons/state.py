@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .policy.config import AppConfig, Config
+from .slots import Slots
 
 META = "wxgate"
 
@@ -41,6 +42,9 @@ class Runtime:
     mode_override: str = ""
     passthrough: list[re.Pattern[str]] = field(default_factory=list)
     violations: Counter[str] = field(default_factory=Counter)
+    # In-flight request/uploadFile/downloadFile per (appid, pool); open sockets per appid.
+    inflight: Slots = field(default_factory=Slots)
+    sockets: Slots = field(default_factory=Slots)
     blocked: int = 0
     flows: int = 0
 

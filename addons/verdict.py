@@ -8,6 +8,7 @@ fails them (`block_with`), `mode: report` only logs.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -53,11 +54,29 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     }
 
 
+def may_block(flow: http.HTTPFlow, runtime: Runtime) -> bool:
+    """Only `mode: enforce` blocks, and only live flows (a loaded flow can't be killed)."""
+    return runtime.mode == "enforce" and flow.live
+
+
 def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
     """Log the violation and block the flow if the mode says so; True when blocked."""
+    block = violation.fails_call and may_block(flow, runtime)
+    record(flow, violation, runtime, "blocked" if block else "reported")
+    if block:
+        runtime.blocked += 1
+        _block(flow, runtime.config.block_with, {
+            "rule": violation.rule,
+            "errMsg": violation.err_msg,
+            "errno": violation.errno,
+            "detail": violation.detail,
+        })
+    return block
+
+
+def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: str) -> None:
+    """Log one violation line (SPEC §5) and mark the flow for mitmweb."""
     info = info_of(flow)
-    block = runtime.mode == "enforce" and violation.fails_call and flow.live
-    action = "blocked" if block else "reported"
     fields = flow_fields(flow)
     fields["api"] = violation.api
     events.logger().warning(
@@ -74,21 +93,13 @@ def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool
     runtime.violations[violation.rule] += 1
     info.rules.append(violation.rule)
     # mitmweb shows the mark and the comment: the flow list says which rule.
-    flow.marked = ":no_entry_sign:" if block else ":warning:"
     flow.comment = "wxgate: " + ", ".join(info.rules)
-    if not block:
-        if info.decision == "allowed":
-            info.decision = "reported"
-        return False
-    info.decision = "blocked"
-    runtime.blocked += 1
-    _block(flow, runtime.config.block_with, {
-        "rule": violation.rule,
-        "errMsg": violation.err_msg,
-        "errno": violation.errno,
-        "detail": violation.detail,
-    })
-    return True
+    if action == "blocked":
+        info.decision = "blocked"
+        flow.marked = ":no_entry_sign:"
+    elif info.decision == "allowed":
+        info.decision = action
+        flow.marked = ":warning:"
 
 
 def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
@@ -115,24 +126,38 @@ def fail_closed(hook: F) -> F:
     `runtime` attribute.
     """
 
+    def failed(self: Any, flow: http.HTTPFlow, exc: Exception) -> None:
+        runtime: Runtime = self.runtime
+        events.logger().error(
+            "wxgate_error", hook=f"{type(self).__name__}.{hook.__name__}",
+            error=f"{type(exc).__name__}: {exc}", flow_id=flow.id,
+            url=flow.request.pretty_url,
+        )
+        info_of(flow).decision = "blocked"
+        runtime.blocked += 1
+        if flow.live and flow.response is None:
+            _block(flow, runtime.config.block_with, {
+                "rule": "wxgate.error", "errMsg": None, "errno": None,
+                "detail": f"wxgate failed while judging this call ({type(exc).__name__})",
+            })
+
+    if inspect.iscoroutinefunction(hook):
+        @functools.wraps(hook)
+        async def guarded_async(self: Any, flow: http.HTTPFlow, *args: Any) -> Any:
+            try:
+                return await hook(self, flow, *args)
+            except Exception as exc:  # noqa: BLE001 - the point is to catch everything
+                failed(self, flow, exc)
+                return None
+
+        return guarded_async  # type: ignore[return-value]
+
     @functools.wraps(hook)
     def guarded(self: Any, flow: http.HTTPFlow, *args: Any) -> Any:
         try:
             return hook(self, flow, *args)
         except Exception as exc:  # noqa: BLE001 - the point is to catch everything
-            runtime: Runtime = self.runtime
-            events.logger().error(
-                "wxgate_error", hook=f"{type(self).__name__}.{hook.__name__}",
-                error=f"{type(exc).__name__}: {exc}", flow_id=flow.id,
-                url=flow.request.pretty_url,
-            )
-            info_of(flow).decision = "blocked"
-            runtime.blocked += 1
-            if flow.live and flow.response is None:
-                _block(flow, runtime.config.block_with, {
-                    "rule": "wxgate.error", "errMsg": None, "errno": None,
-                    "detail": f"wxgate failed while judging this call ({type(exc).__name__})",
-                })
+            failed(self, flow, exc)
             return None
 
     return guarded  # type: ignore[return-value]

@@ -1,8 +1,9 @@
 """The wxgate addons, in enforcement order: `mitmdump -s addons/wxgate.py`.
 
 Hook order is list order, so this list is the order in which rules are judged:
-identify the app and API, judge the URL, and only then point the request at
-its `resolve` target.
+answer the control host, identify the app and API, check the Referer, judge the
+URL, take a socket or in-flight slot (only for calls that passed), and only then
+point the request at its `resolve` target.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ if importlib.util.find_spec("addons") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from addons.banner import Banner
+from addons.concurrency_limit import ConcurrencyLimit
 from addons.config_loader import ConfigLoader
+from addons.control_api import ControlApi
 from addons.domain_guard import DomainGuard
 from addons.identify import IdentifyApp
 from addons.passthrough import Passthrough
+from addons.referer_guard import RefererGuard
 from addons.resolve import Resolve
+from addons.socket_limit import SocketLimit
 from addons.state import Runtime
 
 
@@ -28,9 +33,13 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
     runtime = runtime or Runtime()
     return [
         ConfigLoader(runtime),
+        ControlApi(runtime),
         Passthrough(runtime),
         IdentifyApp(runtime),
+        RefererGuard(runtime),
         DomainGuard(runtime),
+        SocketLimit(runtime),
+        ConcurrencyLimit(runtime),
         Resolve(runtime),
         Banner(runtime),
     ]

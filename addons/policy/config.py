@@ -41,6 +41,7 @@ _ENTRY_RE = re.compile(
     r"(?::(?P<port>\d{1,5}))?/?$"
 )
 _APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
+_LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
 # The Referer versions the client sends (clients.parse_referer accepts the same).
 _VERSION_RE = re.compile(r"^(0|devtools|\d+)$")
 
@@ -287,6 +288,10 @@ def judge_domain_entry(api: str, raw: str) -> tuple[str, str] | None:
         return "config.localhost", f"'{raw}' is a localhost name"
     if info.name in FORBIDDEN_HOSTS:
         return "config.forbidden", f"'{raw}' may not be a server domain"
+    # A wildcard, userinfo or empty label could never match a call; say so instead.
+    if not all(_LABEL_RE.fullmatch(label) for label in info.name.split(".")):
+        return "config.invalid", (f"'{raw}' does not name one host (no wildcard, "
+                                  "user@ or empty label)")
     if match["port"] and not 0 < int(match["port"]) < 65536:
         return "config.invalid", f"'{raw}' has port {match['port']}, outside 1-65535"
     return None
@@ -333,6 +338,11 @@ def _project(
                     api: v for api, v in nt.items()
                     if api in APIS and isinstance(v, int) and not isinstance(v, bool)
                 }
+                for api, v in list(timeouts.items()):
+                    if v < 1:
+                        reader.problem(line, key, f"{name} networkTimeout.{api} is {v}; "
+                                       "it must be a positive number of milliseconds")
+                        del timeouts[api]
             break
     return appid, url_check, timeouts
 
@@ -545,7 +555,8 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
 
 
 def check_config(path: str | Path) -> tuple[Config, list[Problem]]:
-    """Read and validate; (None, [problem]) when the file can't be read or parsed at all."""
+    """Read and validate: the Config and every problem; ConfigError(unreadable=True) when the
+    file can't be read or parsed at all."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")

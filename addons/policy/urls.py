@@ -76,7 +76,7 @@ def judge_target(
     if info.kind is HostKind.IP:
         if not (allow_lan_ip and info.ip is not None and is_lan_ip(info.ip)):
             lan = "" if allow_lan_ip else " (allow_lan_ip is off)"
-            return Violation("domain.ip_address", f"host is an IP address: {info.describe()}{lan}",
+            return Violation("domain.ip_address", f"host is {info.describe()}{lan}",
                              api)
         return None
     if info.kind is HostKind.LOCALHOST:

@@ -43,6 +43,9 @@ class Upstream:
         self.connections = 0
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        # Simultaneous /slow requests now, and the peak, overall and per Referer appid.
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +59,8 @@ class Upstream:
                         "method": self.command, "path": self.path,
                         "headers": dict(self.headers.items()), "body": body,
                     })
+                if self.path.startswith("/slow"):
+                    owner.hold(self.path, self.headers.get("Referer", ""))
                 payload = f"hello from upstream {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -86,6 +91,27 @@ class Upstream:
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def hold(self, path: str, referer: str) -> None:
+        ms = int(path.split("ms=")[1].split("&")[0]) if "ms=" in path else 500
+        app = referer.split("/")[3] if referer.count("/") > 3 else "?"
+        with self.lock:
+            for key in ("*", app):
+                self.active[key] = self.active.get(key, 0) + 1
+                self.peak[key] = max(self.peak.get(key, 0), self.active[key])
+        try:
+            time.sleep(ms / 1000)
+        finally:
+            with self.lock:
+                for key in ("*", app):
+                    self.active[key] -= 1
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(self.active.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            self.peak.clear()
 
     def snapshot(self) -> tuple[int, int]:
         with self.lock:
@@ -235,6 +261,33 @@ def send(
         return Reply(resp.status, data, {k.lower(): v for k, v in resp.getheaders()})
     except (OSError, http.client.HTTPException) as exc:
         return Reply(None, error=f"{type(exc).__name__}: {exc}")
+
+
+def status(proxy: Proxy) -> dict[str, Any]:
+    """The control API's /status, reached through the proxy as `wxgate ctl --proxy` does."""
+    reply = send(proxy, "http://wxgate.local/status")
+    assert reply.status == 200, reply
+    result: dict[str, Any] = json.loads(reply.body)
+    return result
+
+
+def burst(proxy: Proxy, urls: list[str], headers: list[dict[str, str]] | dict[str, str],
+          timeout: float = 30.0) -> list[Reply]:
+    """Send all at once, one connection each, as concurrent wx.request calls do."""
+    header_list = headers if isinstance(headers, list) else [headers] * len(urls)
+    replies: list[Reply | None] = [None] * len(urls)
+    gate = threading.Barrier(len(urls))
+
+    def one(i: int) -> None:
+        gate.wait()
+        replies[i] = send(proxy, urls[i], header_list[i], timeout=timeout)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 5)
+    return [r or Reply(None, error="thread did not finish") for r in replies]
 
 
 def base_config(resolve: dict[str, str], **overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""At most `limits.concurrency` in-flight request/uploadFile/downloadFile calls per app.
+
+`over_concurrency: queue` holds the extra call until a slot frees (first come, first
+served), as the client's task queue does; `fail` fails it with "exceed max task
+count". A slot is freed by whichever of response, error, kill or client disconnect
+comes first, exactly once (`Slots.release` is idempotent).
+"""
+
+from __future__ import annotations
+
+from mitmproxy import command, http
+
+from .policy.rules import Severity, Violation
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of, may_block, record
+
+COUNTED_APIS = ("request", "uploadFile", "downloadFile")
+
+
+class ConcurrencyLimit:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or answered(flow) or info.api not in COUNTED_APIS:
+            return
+        limits = self.runtime.config.limits
+        pool = "shared" if limits.concurrency_pool == "shared" else info.api
+        key = (info.appid, pool)
+        slots = self.runtime.inflight
+        if slots.try_acquire(key, flow.id, limits.concurrency):
+            return
+        in_flight = slots.in_use(key)
+        scope = "request, uploadFile and downloadFile together" if pool == "shared" else (
+            f"{info.api} alone")
+        detail = (f"{in_flight} calls already in flight for {info.appid} "
+                  f"(limit {limits.concurrency}, {scope})")
+        if not may_block(flow, self.runtime):
+            record(flow, Violation("concurrency.exceeded", detail, info.api), self.runtime,
+                   "reported")
+            slots.force_acquire(key, flow.id)
+            return
+        if limits.over_concurrency == "fail":
+            enforce(flow, Violation("concurrency.exceeded", detail, info.api,
+                                    severity=Severity.ERROR), self.runtime)
+            return
+        record(flow, Violation("concurrency.exceeded", f"{detail}; queued until a slot frees",
+                               info.api), self.runtime, "queued")
+        await slots.acquire(key, flow.id, limits.concurrency)
+        if flow.client_conn.timestamp_end is not None:
+            # The client gave up while queued; mitmproxy will fire `error` for it, but
+            # the slot should not wait for that.
+            slots.release(flow.id)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self.runtime.inflight.release(flow.id)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self.runtime.inflight.release(flow.id)
+
+    @command.command("wxgate.inflight")  # type: ignore[untyped-decorator]
+    def inflight(self) -> str:
+        """In-flight calls per app and pool, as `appid/pool=count` pairs."""
+        counts = self.runtime.inflight.counts()
+        return " ".join(f"{appid}/{pool}={n}" for (appid, pool), n in sorted(counts.items()))

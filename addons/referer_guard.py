@@ -1,0 +1,51 @@
+"""The fixed Referer: verified against the page-frame URL, then made canonical.
+
+The backend must see exactly what production sends:
+`https://servicewechat.com/{appid}/{version}/page-frame.html` with the configured
+app's appid and version, whatever the client (DevTools, a test script) sent.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .policy.clients import canonical_referer, parse_referer
+from .policy.rules import Violation
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of
+
+
+class RefererGuard:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or answered(flow):
+            return
+        config = self.runtime.config
+        app = config.app(info.appid)
+        sent = flow.request.headers.get("referer")
+        if app is None:
+            known = ", ".join(a.appid for a in config.apps)
+            enforce(flow, Violation(
+                "referer.appid_mismatch",
+                f"Referer names {info.appid}, which is not a configured app ({known})",
+                info.api,
+            ), self.runtime)
+            return
+        canonical = canonical_referer(app.appid, app.version)
+        if sent == canonical:
+            return
+        if sent is not None and parse_referer(sent) is None:
+            enforce(flow, Violation(
+                "referer.invalid",
+                f"Referer {sent!r} is not https://servicewechat.com/{{appid}}/{{version}}"
+                "/page-frame.html", info.api,
+            ), self.runtime)
+        flow.request.headers["Referer"] = canonical
+        why = "none was sent" if sent is None else f"the client sent {sent!r}"
+        enforce(flow, Violation(
+            "referer.rewritten", f"Referer set to {canonical} ({why})", info.api,
+        ), self.runtime)

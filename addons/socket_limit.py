@@ -1,0 +1,45 @@
+"""At most `limits.sockets` open connectSocket WebSockets per app.
+
+The place is taken when the upgrade is judged (so two upgrades racing for the last
+place can't both win) and given back when the socket closes, the upgrade is
+refused, or the flow errors.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .policy.rules import Violation
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of
+
+
+class SocketLimit:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @fail_closed
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or answered(flow) or info.api != "connectSocket":
+            return
+        limit = self.runtime.config.limits.sockets
+        sockets = self.runtime.sockets
+        if sockets.try_acquire(info.appid, flow.id, limit):
+            return
+        detail = f"{sockets.in_use(info.appid)} sockets already open for {info.appid} " \
+                 f"(limit {limit})"
+        if not enforce(flow, Violation("socket.exceeded", detail, "connectSocket"),
+                       self.runtime):
+            sockets.force_acquire(info.appid, flow.id)  # report mode: counted, let through
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.response.status_code != 101:
+            self.runtime.sockets.release(flow.id)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        self.runtime.sockets.release(flow.id)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None or flow.websocket.timestamp_end is not None:
+            self.runtime.sockets.release(flow.id)

@@ -1,0 +1,153 @@
+"""The canonical Referer reaches the backend whatever the client sent, and connectSocket
+is held to wss://, the socket whitelist and 5 open sockets per app — through the real
+proxy, with a real WebSocket client and a real wss echo server."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+from websockets.sync.server import Server, ServerConnection, serve
+
+from .harness import (
+    APPID,
+    MP_HEADERS,
+    REFERER,
+    Certs,
+    Proxy,
+    Upstream,
+    base_config,
+    send,
+    start_proxy,
+    status,
+)
+
+pytestmark = pytest.mark.e2e
+
+UA = MP_HEADERS["User-Agent"]
+
+
+@pytest.fixture(scope="module")
+def ws_upstream(certs: Certs) -> Iterator[Server]:
+    def echo(conn: ServerConnection) -> None:
+        for message in conn:
+            conn.send(message)
+
+    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def proxy(session_dir: Path, certs: Certs, resolve_map: dict[str, str],
+          ws_upstream: Server) -> Iterator[Proxy]:
+    ws_port = ws_upstream.socket.getsockname()[1]
+    resolve = {**resolve_map, "ws.example.com": f"127.0.0.1:{ws_port}",
+               "ws.example.com:80": f"127.0.0.1:{ws_port}"}
+    proxy = start_proxy(session_dir / "referer-sockets", base_config(resolve), certs.ca_file)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.parametrize(
+    ("sent", "rules"),
+    [
+        (None, ["referer.rewritten"]),
+        ("https://evil.example.net/page.html", ["referer.invalid", "referer.rewritten"]),
+        (REFERER, []),
+    ],
+    ids=["none", "forged", "canonical"],
+)
+def test_upstream_receives_the_canonical_referer(
+    proxy: Proxy, upstream: Upstream, sent: str | None, rules: list[str],
+):
+    path = f"/referer-{len(rules)}"
+    headers = {"User-Agent": UA}
+    if sent:
+        headers["Referer"] = sent
+    reply = send(proxy, f"https://api.example.com{path}", headers)
+    assert reply.status == 200
+    seen = [r for r in upstream.requests if r["path"] == path][-1]
+    assert seen["headers"]["Referer"] == REFERER
+    lines = proxy.wait_for_log(lambda e: e.get("event") == "violation"
+                               and str(e["url"]).endswith(path), timeout=1 if not rules else 5)
+    assert [line["rule"] for line in lines] == rules
+    assert all(line["action"] == "reported" for line in lines)
+    assert {line["severity"] for line in lines} <= {"info", "warning"}
+
+
+def test_unconfigured_appid_is_refused(proxy: Proxy, upstream: Upstream):
+    before = upstream.snapshot()
+    other = "https://servicewechat.com/wx1111111111111111/0/page-frame.html"
+    reply = send(proxy, "https://api.example.com/other-app", {"Referer": other, "User-Agent": UA})
+    assert reply.status is None
+    assert upstream.snapshot() == before
+    assert [v["rule"] for v in proxy.violations() if v["url"].endswith("/other-app")] == [
+        "referer.appid_mismatch"]
+
+
+def _open(proxy: Proxy, url: str) -> ClientConnection:
+    tls = ssl.create_default_context(cafile=str(proxy.ca_file))
+    return connect(
+        url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls if url.startswith("wss") else None,
+        additional_headers={"Referer": REFERER}, user_agent_header=UA, open_timeout=10,
+    )
+
+
+def _refused(proxy: Proxy, url: str) -> bool:
+    try:
+        with _open(proxy, url):
+            return False
+    except (InvalidHandshake, InvalidStatus, OSError, EOFError):
+        return True
+
+
+def test_allowed_socket_echoes(proxy: Proxy):
+    with _open(proxy, "wss://ws.example.com/echo") as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=5) == "ping"
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [("ws://ws.example.com/plain", "scheme.insecure"),
+     ("wss://evil.example.net/socket", "domain.not_listed")],
+    ids=["ws-scheme", "unlisted-domain"],
+)
+def test_bad_socket_is_refused_and_logged(proxy: Proxy, url: str, rule: str):
+    assert _refused(proxy, url)
+    lines = proxy.wait_for_log(lambda e: e.get("event") == "violation"
+                               and str(e["url"]).endswith(url.rsplit("/", 1)[1]))
+    assert [(line["rule"], line["api"]) for line in lines] == [(rule, "connectSocket")]
+    assert lines[0]["errMsg"] == "connectSocket:fail url not in domain list"
+
+
+def test_sixth_socket_is_refused_and_a_closed_one_frees_its_place(proxy: Proxy):
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(_open(proxy, f"wss://ws.example.com/s{i}"))
+                   for i in range(5)]
+        for i, ws in enumerate(sockets):
+            ws.send(f"m{i}")
+            assert ws.recv(timeout=5) == f"m{i}"
+        assert status(proxy)["apps"][APPID]["sockets"] == 5
+        assert _refused(proxy, "wss://ws.example.com/sixth")
+        lines = proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded")
+        assert len(lines) == 1
+        assert lines[0]["errMsg"] == "connectSocket:fail max connected"
+        assert lines[0]["errno"] == 600007
+        sockets.pop().close()
+        for _ in range(50):
+            if status(proxy)["apps"][APPID]["sockets"] == 4:
+                break
+            time.sleep(0.1)
+        with _open(proxy, "wss://ws.example.com/replacement") as ws:
+            ws.send("again")
+            assert ws.recv(timeout=5) == "again"

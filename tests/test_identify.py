@@ -1,0 +1,62 @@
+"""IdentifyApp: which flows are a mini program's, which app and API they belong to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mitmproxy.test import taddons, tflow, tutils
+
+from addons import events
+from addons.identify import IdentifyApp
+from addons.verdict import info_of
+
+from .addon_helpers import APPID, CONFIG, REFERER, runtime_for
+
+IOS = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) MicroMessenger/8.0.50 MiniProgramEnv/iOS"
+
+
+@pytest.mark.parametrize(
+    ("scope", "url", "method", "headers", "expected"),
+    [
+        ("miniprogram", "https://api.example.com/", "GET", {"Referer": REFERER},
+         (True, APPID, "request", None)),
+        ("miniprogram", "https://api.example.com/", "GET", {"User-Agent": IOS},
+         (True, APPID, "request", "ios")),
+        ("miniprogram", "https://api.example.com/", "GET", {"xweb_xhr": "1"},
+         (True, APPID, "request", None)),
+        ("miniprogram", "https://api.example.com/", "GET", {"User-Agent": "curl/8"},
+         (False, None, "other", None)),
+        ("all", "https://api.example.com/", "GET", {"User-Agent": "curl/8"},
+         (True, APPID, "request", None)),
+        ("miniprogram", "https://upload.example.com/", "POST",
+         {"Referer": REFERER, "Content-Type": "multipart/form-data; boundary=x"},
+         (True, APPID, "uploadFile", None)),
+        ("miniprogram", "https://cdn.example.com/a.png", "GET", {"Referer": REFERER},
+         (True, APPID, "downloadFile", None)),
+        ("miniprogram", "https://ws.example.com/", "GET",
+         {"Referer": REFERER, "Upgrade": "websocket"}, (True, APPID, "connectSocket", None)),
+        ("miniprogram", "http://mitm.it/", "GET", {"Referer": REFERER},
+         (False, None, "other", None)),
+        ("miniprogram", "http://wxgate.local/status", "GET", {"Referer": REFERER},
+         (False, None, "other", None)),
+    ],
+    ids=["referer", "ios-ua", "windows-xweb-header", "not-a-mini-program", "scope-all",
+         "multipart-upload", "download-only-host", "websocket", "onboarding", "control-host"],
+)
+def test_flow_is_attributed(tmp_path: Path, scope: str, url: str, method: str,
+                            headers: dict[str, str], expected: tuple[object, ...]):
+    runtime = runtime_for(tmp_path, CONFIG + f"scope: {scope}\n")
+    events.configure("off")
+    identify = IdentifyApp(runtime)
+    req = tutils.treq()
+    req.url, req.method = url, method
+    req.headers.clear()
+    req.headers["Host"] = req.host
+    for name, value in headers.items():
+        req.headers[name] = value
+    flow = tflow.tflow(req=req)
+    with taddons.context(identify):
+        identify.requestheaders(flow)
+    info = info_of(flow)
+    assert (info.in_scope, info.appid, info.api, info.platform) == expected
