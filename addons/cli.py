@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import ctl
 from .policy.config import ConfigError, check_config
 
 BUNDLED_DEFAULT = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
@@ -55,6 +56,8 @@ def mitmproxy_args(args: argparse.Namespace, path: Path) -> list[str]:
         argv += ["-p", str(args.port)]
     if args.listen_host is not None:
         argv += ["--listen-host", args.listen_host]
+    if args.control_port is not None:
+        argv += ["--set", f"wxgate_control_port={args.control_port}"]
     for item in args.set or []:
         argv += ["--set", item]
     if args.quiet:
@@ -101,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="a mitmproxy or wxgate option, passed through")
     run.add_argument("-q", "--quiet", action="store_true", help="no mitmproxy flow log")
+    run.add_argument("--control-port", type=int,
+                     help="also serve the control API on this loopback port")
     run.set_defaults(func=cmd_run)
+
+    ctl.add_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config as the WeChat console does")
     check.add_argument("-c", "--config", help="config file")

@@ -48,7 +48,12 @@ class ConcurrencyLimit:
             return
         record(flow, Violation("concurrency.exceeded", f"{detail}; queued until a slot frees",
                                info.api), self.runtime, "queued")
-        await slots.acquire(key, flow.id, limits.concurrency)
+        if not await self.runtime.aborter.park(
+                flow, slots.acquire(key, flow.id, limits.concurrency)):
+            # Aborted while queued (timeout, background): fail it here, in its hook.
+            if flow.killable:
+                flow.kill()
+            return
         if flow.client_conn.timestamp_end is not None:
             # The client gave up while queued; mitmproxy will fire `error` for it, but
             # the slot should not wait for that.

@@ -1,35 +1,198 @@
-"""The control API, served by the proxy itself on the host `wxgate.local` (SPEC §7).
+"""The control API (SPEC §7): on the host `wxgate.local` through the proxy, and on
+`--control-port` (option `wxgate_control_port`) on loopback. JSON in and out.
 
-JSON in and out. A caller that is not on loopback must send
-`Authorization: Bearer <control.token>`; without a configured token only loopback
-may use it.
+A caller that is not on loopback must send `Authorization: Bearer <control.token>`;
+with no token configured, only loopback may use it. Loopback here means 127.0.0.1
+and ::1 exactly, so that another 127.x source address stands in for a LAN caller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import ipaddress
 import json
+import re
+from collections.abc import Set
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from mitmproxy import http
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.net.http.status_codes import RESPONSES
 
 from . import events
+from .background import Background
+from .faults import BackgroundWindow, parse_fault
 from .state import Runtime
 
 CONTROL_HOST = "wxgate.local"
+LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+_APP_ACTION = re.compile(r"^/apps/(?P<appid>[^/]+)/(?P<action>background|foreground)$")
+_FAULT_ID = re.compile(r"^/faults/(?P<id>\d+)$")
 
 
-def _loopback(peer: Any) -> bool:
-    try:
-        return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
-    except (ValueError, TypeError, IndexError):
-        return False
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lowercased names
+    body: bytes
+    client: str
 
 
 class ControlApi:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, background: Background) -> None:
         self.runtime = runtime
+        self.background = background
+        self._server: asyncio.base_events.Server | None = None
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("wxgate_control_port", int, 0,
+                          "Serve the control API on this loopback port too (0: off).")
+
+    def configure(self, updated: Set[str]) -> None:
+        if "wxgate_control_port" in updated and not 0 <= ctx.options.wxgate_control_port < 65536:
+            raise exceptions.OptionsError("wxgate_control_port must be 0-65535")
+
+    async def running(self) -> None:
+        port = ctx.options.wxgate_control_port
+        if port and self._server is None:
+            self._server = await asyncio.start_server(self._serve_socket, "127.0.0.1", port)
+            bound = self._server.sockets[0].getsockname()[1]
+            events.logger().info("control_listening", address=f"127.0.0.1:{bound}")
+
+    async def done(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    # --- through the proxy -------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.request.pretty_host.lower() != CONTROL_HOST or flow.response is not None:
+            return
+        flow.metadata["wxgate_control"] = True
+        # The body arrives after this hook; answer in `request` when there is one.
+        if flow.request.method in ("GET", "DELETE", "HEAD"):
+            self._answer(flow, b"")
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("wxgate_control") and flow.response is None:
+            self._answer(flow, flow.request.raw_content or b"")
+
+    def _answer(self, flow: http.HTTPFlow, body: bytes) -> None:
+        parts = urlsplit(flow.request.path)
+        peer = flow.client_conn.peername
+        call = Call(flow.request.method, parts.path, parse_qs(parts.query),
+                    {k.lower(): v for k, v in flow.request.headers.items()}, body,
+                    str(peer[0]) if peer else "")
+        status, payload = self.handle(call)
+        flow.request.stream = False
+        flow.response = http.Response.make(
+            status, json.dumps(payload, indent=2, default=str).encode(),
+            {"Content-Type": "application/json"})
+
+    # --- on the loopback control port ----------------------------------------------------
+
+    async def _serve_socket(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length") or 0)
+            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            parts = urlsplit(target)
+            peer = writer.get_extra_info("peername")
+            status, payload = self.handle(Call(method, parts.path, parse_qs(parts.query),
+                                               headers, body, str(peer[0]) if peer else ""))
+        except (TimeoutError, ValueError, asyncio.IncompleteReadError):
+            status, payload = 400, {"error": "malformed HTTP request"}
+        data = json.dumps(payload, indent=2, default=str).encode()
+        writer.write(
+            f"HTTP/1.1 {status} {RESPONSES.get(status, '')}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n".encode() + data)
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    # --- the API itself ----------------------------------------------------------------------
+
+    def handle(self, call: Call) -> tuple[int, dict[str, Any]]:
+        if not self._authorized(call):
+            events.logger().warning("control_refused", client=call.client, method=call.method,
+                                    path=call.path)
+            return 401, {"error": "the control API needs Authorization: Bearer <control.token> "
+                                  "from anything but loopback"}
+        status, payload = self._route(call)
+        events.logger().info("control", client=call.client, method=call.method,
+                             path=call.path, status=status)
+        return status, payload
+
+    def _authorized(self, call: Call) -> bool:
+        if call.client in LOOPBACK:
+            return True
+        token = self.runtime.config.control_token
+        sent = call.headers.get("authorization", "")
+        return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+    def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
+        method, path = call.method.upper(), call.path.rstrip("/") or "/"
+        if method == "GET" and path == "/status":
+            return 200, self.status()
+        if method == "GET" and path == "/violations":
+            since = call.query.get("since", [""])[0]
+            found = events.RECENT.since(since)
+            return 200, {"violations": found, "last": events.RECENT.seq}
+        if method == "POST" and (m := _APP_ACTION.match(path)):
+            appid = m["appid"]
+            if self.runtime.config.app(appid) is None:
+                return 404, {"error": f"{appid} is not a configured app"}
+            if m["action"] == "background":
+                self.background.go_background(appid)
+            else:
+                self.background.go_foreground(appid)
+            return 200, {"appid": appid, "background": appid in self.runtime.background}
+        if method == "POST" and path == "/faults":
+            return self._add_faults(call.body)
+        if method == "DELETE" and path == "/faults":
+            return 200, {"removed": self.runtime.faults.remove()}
+        if method == "DELETE" and (m := _FAULT_ID.match(path)):
+            removed = self.runtime.faults.remove(int(m["id"]))
+            return (200 if removed else 404), {"removed": removed}
+        return 404, {"error": f"no such endpoint: {method} {path}"}
+
+    def _add_faults(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            data = json.loads(body or b"null")
+        except ValueError as exc:
+            return 400, {"error": f"body is not JSON: {exc}"}
+        items = data if isinstance(data, list) else [data]
+        errors: list[str] = []
+        parsed = []
+        for i, item in enumerate(items):
+            def report(key: str, message: str, i: int = i) -> None:
+                errors.append(f"faults[{i}]{'.' + key if key else ''}: {message}")
+
+            fault = parse_fault(item, report)
+            if isinstance(fault, BackgroundWindow):
+                report("background", "use POST /apps/{appid}/background at run time")
+            elif fault is not None:
+                parsed.append(fault)
+        if errors:
+            return 400, {"errors": errors}
+        ids = [self.runtime.faults.add(f) for f in parsed]
+        return 201, {"ids": ids, "faults": self.runtime.faults.describe()}
 
     def status(self) -> dict[str, Any]:
         config = self.runtime.config
@@ -42,43 +205,16 @@ class ControlApi:
                 "inflight": sum(pools.values()),
                 "inflight_by_pool": pools,
                 "sockets": self.runtime.sockets.in_use(app.appid),
+                "background": app.appid in self.runtime.background,
+                "background_since": self.runtime.background.get(app.appid),
             }
         return {
             "mode": self.runtime.mode,
             "config": config.source,
             "apps": apps,
+            "faults": self.runtime.faults.describe(),
+            "seed": self.runtime.faults.seed,
             "flows": self.runtime.flows,
             "blocked": self.runtime.blocked,
             "violations": dict(self.runtime.violations),
         }
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.request.pretty_host.lower() != CONTROL_HOST or flow.response is not None:
-            return
-        flow.metadata["wxgate_control"] = True
-        if not self._authorized(flow):
-            events.logger().warning(
-                "control_refused", client=flow.client_conn.peername[0],
-                path=flow.request.path,
-            )
-            self._reply(flow, 401, {"error": "control API needs Authorization: Bearer <token> "
-                                             "from anything but loopback"})
-            return
-        method, path = flow.request.method, flow.request.path.split("?")[0]
-        if method == "GET" and path == "/status":
-            self._reply(flow, 200, self.status())
-        else:
-            self._reply(flow, 404, {"error": f"no such endpoint: {method} {path}"})
-
-    def _authorized(self, flow: http.HTTPFlow) -> bool:
-        if _loopback(flow.client_conn.peername):
-            return True
-        token = self.runtime.config.control_token
-        sent = flow.request.headers.get("authorization", "")
-        return bool(token) and hmac.compare_digest(sent, f"Bearer {token}")
-
-    @staticmethod
-    def _reply(flow: http.HTTPFlow, status: int, body: dict[str, Any]) -> None:
-        flow.request.stream = False
-        flow.response = http.Response.make(
-            status, json.dumps(body, indent=2).encode(), {"Content-Type": "application/json"})

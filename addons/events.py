@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -77,7 +78,34 @@ class Console:
         return self._json(logger, name, event_dict)
 
 
+class RecentViolations:
+    """The last violations in memory, numbered, for the control API's /violations."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.items: deque[dict[str, Any]] = deque(maxlen=size)
+        self.seq = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        if event_dict.get("event") == "violation":
+            with self._lock:
+                self.seq += 1
+                self.items.append({"seq": self.seq, **event_dict})
+        return event_dict
+
+    def since(self, since: str | None) -> list[dict[str, Any]]:
+        """After a sequence number, or at/after an ISO timestamp; all when None."""
+        with self._lock:
+            items = list(self.items)
+        if not since:
+            return items
+        if since.isdigit():
+            return [e for e in items if e["seq"] > int(since)]
+        return [e for e in items if str(e.get("timestamp", "")) >= since]
+
+
 SINK = JsonlSink()
+RECENT = RecentViolations()
 CONSOLE = Console()
 _configured = False
 
@@ -89,7 +117,7 @@ def configure(console: str = "pretty") -> None:
     if _configured:
         return
     structlog.configure(
-        processors=[_timestamp, SINK, CONSOLE],
+        processors=[_timestamp, RECENT, SINK, CONSOLE],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

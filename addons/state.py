@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .abort import FlowAborter
+from .faults import FaultSet
 from .policy.config import AppConfig, Config
 from .slots import Slots
 
@@ -45,6 +47,10 @@ class Runtime:
     # In-flight request/uploadFile/downloadFile per (appid, pool); open sockets per appid.
     inflight: Slots = field(default_factory=Slots)
     sockets: Slots = field(default_factory=Slots)
+    aborter: FlowAborter = field(default_factory=FlowAborter)
+    faults: FaultSet = field(default_factory=FaultSet)
+    # appid -> wall-clock time it went to background
+    background: dict[str, float] = field(default_factory=dict)
     blocked: int = 0
     flows: int = 0
 
@@ -54,6 +60,7 @@ class Runtime:
 
     def install(self, config: Config) -> None:
         self.config = config
+        self.faults = FaultSet(list(config.faults), config.seed)
         self.passthrough = [re.compile(p, re.IGNORECASE) for p in config.passthrough]
 
     def default_app(self) -> AppConfig | None:

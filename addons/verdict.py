@@ -74,6 +74,16 @@ def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool
     return block
 
 
+def interrupt(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
+    """Like `enforce`, for a flow already on its way: ends it through the aborter."""
+    block = violation.fails_call and may_block(flow, runtime)
+    record(flow, violation, runtime, "blocked" if block else "reported")
+    if block:
+        runtime.blocked += 1
+        runtime.aborter.abort(flow, violation.rule)
+    return block
+
+
 def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: str) -> None:
     """Log one violation line (SPEC §5) and mark the flow for mitmweb."""
     info = info_of(flow)

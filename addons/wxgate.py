@@ -2,8 +2,9 @@
 
 Hook order is list order, so this list is the order in which rules are judged:
 answer the control host, identify the app and API, check the Referer, judge the
-URL, take a socket or in-flight slot (only for calls that passed), and only then
-point the request at its `resolve` target.
+URL, refuse calls of a backgrounded app, take a socket place, start the
+networkTimeout clock (so time queued counts, as on the phone), take an in-flight
+slot, apply faults, and only then point the request at its `resolve` target.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ if importlib.util.find_spec("addons") is None:
     # Run as a script from a checkout where wxgate is not installed.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from addons.background import Background
 from addons.banner import Banner
 from addons.concurrency_limit import ConcurrencyLimit
 from addons.config_loader import ConfigLoader
 from addons.control_api import ControlApi
 from addons.domain_guard import DomainGuard
+from addons.faults_injector import Faults
 from addons.identify import IdentifyApp
+from addons.network_timeout import NetworkTimeout
 from addons.passthrough import Passthrough
 from addons.referer_guard import RefererGuard
 from addons.resolve import Resolve
@@ -31,15 +35,20 @@ from addons.state import Runtime
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
     runtime = runtime or Runtime()
+    background = Background(runtime)
     return [
         ConfigLoader(runtime),
-        ControlApi(runtime),
+        ControlApi(runtime, background),
         Passthrough(runtime),
+        runtime.aborter,
         IdentifyApp(runtime),
         RefererGuard(runtime),
         DomainGuard(runtime),
+        background,
         SocketLimit(runtime),
+        NetworkTimeout(runtime),
         ConcurrencyLimit(runtime),
+        Faults(runtime),
         Resolve(runtime),
         Banner(runtime),
     ]

@@ -9,6 +9,7 @@ import pytest
 from mitmproxy.test import taddons
 
 from addons import events
+from addons.background import Background
 from addons.control_api import ControlApi
 
 from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
@@ -18,7 +19,7 @@ def _call(tmp_path: Path, peer: str, token: str | None, auth: str | None):
     text = CONFIG + (f"control:\n  token: {token}\n" if token else "")
     runtime = runtime_for(tmp_path, text)
     events.configure("off")
-    api = ControlApi(runtime)
+    api = ControlApi(runtime, Background(runtime))
     with taddons.context(api):
         flow = mp_flow("http://wxgate.local/status")
         flow.client_conn.peername = (peer, 50000)
@@ -41,7 +42,8 @@ def test_loopback_gets_status_without_token(tmp_path: Path):
      ("s3cret", "Bearer s3cret", 200)],
     ids=["no token configured", "no header", "wrong token", "right token"],
 )
-def test_lan_caller_needs_the_token(tmp_path: Path, token: str | None, auth: str | None,
-                                    expected: int):
-    code, _ = _call(tmp_path, "192.168.1.23", token, auth)
+@pytest.mark.parametrize("peer", ["192.168.1.23", "127.0.0.2"])
+def test_non_loopback_caller_needs_the_token(tmp_path: Path, token: str | None,
+                                            auth: str | None, expected: int, peer: str):
+    code, _ = _call(tmp_path, peer, token, auth)
     assert code == expected

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..faults import BackgroundWindow, Fault, parse_fault
 from .hosts import HostKind, classify_host
 from .rules import APIS
 from .yamlmarks import MarkedDict, MarkedList, load_marked
@@ -137,7 +138,8 @@ class Config:
     limits: Limits = Limits()
     rules: ClientRules = ClientRules()
     tls: TlsRules = TlsRules()
-    faults: tuple[Mapping[str, Any], ...] = ()
+    faults: tuple[Fault, ...] = ()
+    background_windows: tuple[BackgroundWindow, ...] = ()
     seed: int | None = None
     log: LogConfig = LogConfig()
     control_token: str | None = None
@@ -527,9 +529,24 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
         reader.problem(top.key_lines.get("apps"), "apps", f"must be a list, not {_kind(apps_node)}")
 
     faults_node = top.get("faults")
-    faults: tuple[Mapping[str, Any], ...] = ()
+    faults: list[Fault] = []
+    windows: list[BackgroundWindow] = []
     if isinstance(faults_node, MarkedList):
-        faults = tuple(f for f in faults_node if isinstance(f, Mapping))
+        for i, (node, line) in enumerate(zip(faults_node, faults_node.item_lines, strict=True)):
+            lines = node.key_lines if isinstance(node, MarkedDict) else {}
+
+            def report(key: str, message: str, i: int = i, line: int = line,
+                       lines: dict[Any, int] = lines) -> None:
+                where = lines.get(key.split(".")[0], line)
+                reader.problem(where, f"faults[{i}]" + (f".{key}" if key else ""), message)
+
+            parsed = parse_fault(node, report)
+            if isinstance(parsed, BackgroundWindow):
+                if not any(a.appid == parsed.appid for a in apps):
+                    report("background.appid", f"{parsed.appid} is not a configured app")
+                windows.append(parsed)
+            elif parsed is not None:
+                faults.append(parsed)
     elif faults_node is not None:
         reader.problem(top.key_lines.get("faults"), "faults",
                        f"must be a list, not {_kind(faults_node)}")
@@ -545,7 +562,8 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
         limits=limits,
         rules=rules,
         tls=tls,
-        faults=faults,
+        faults=tuple(faults),
+        background_windows=tuple(windows),
         seed=v(top, "", "seed", int, None),
         log=log,
         control_token=v(control, "control", "token", str, None),

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -46,6 +47,8 @@ class Upstream:
         # Simultaneous /slow requests now, and the peak, overall and per Referer appid.
         self.active: dict[str, int] = {}
         self.peak: dict[str, int] = {}
+        # (path, time.time()) of /slow requests whose client went away while held
+        self.closed_early: list[tuple[str, float]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +63,10 @@ class Upstream:
                         "headers": dict(self.headers.items()), "body": body,
                     })
                 if self.path.startswith("/slow"):
-                    owner.hold(self.path, self.headers.get("Referer", ""))
+                    if not owner.hold(self.path, self.headers.get("Referer", ""),
+                                      self.connection):
+                        self.close_connection = True
+                        return
                 payload = f"hello from upstream {self.path}".encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -92,15 +98,25 @@ class Upstream:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def hold(self, path: str, referer: str) -> None:
+    def hold(self, path: str, referer: str, sock: socket.socket) -> bool:
+        """Answer /slow after ms=N; False if the client closed the connection meanwhile."""
         ms = int(path.split("ms=")[1].split("&")[0]) if "ms=" in path else 500
         app = referer.split("/")[3] if referer.count("/") > 3 else "?"
         with self.lock:
             for key in ("*", app):
                 self.active[key] = self.active.get(key, 0) + 1
                 self.peak[key] = max(self.peak.get(key, 0), self.active[key])
+        deadline = time.monotonic() + ms / 1000
         try:
-            time.sleep(ms / 1000)
+            while (left := deadline - time.monotonic()) > 0:
+                # Nothing more is sent on this connection while it waits, so
+                # readable means closed.
+                readable, _, _ = select.select([sock], [], [], min(left, 0.01))
+                if readable:
+                    with self.lock:
+                        self.closed_early.append((path, time.time()))
+                    return False
+            return True
         finally:
             with self.lock:
                 for key in ("*", app):

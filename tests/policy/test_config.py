@@ -153,7 +153,8 @@ def test_full_spec_example_parses_to_the_model(tmp_path: Path) -> None:
     assert (config.rules.max_domains, config.rules.socket_any_port) == (30, True)
     assert (config.tls.min_version, config.tls.ats, config.tls.distrusted_issuers) == (
         "1.3", False, ("Example CA",))
-    assert config.faults == ({"match": {"api": "request"}, "drop": 0.1},)
+    assert [(f.kind, f.match.api, f.probability) for f in config.faults] == [
+        ("drop", "request", 0.1)]
     assert config.seed == 42
     assert (config.log.path, config.log.console, config.control_token) == (
         "out.jsonl", "json", "s3cret")

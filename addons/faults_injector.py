@@ -1,0 +1,62 @@
+"""Carries out the faults (addons/faults): delay, hold until timeout, drop, status.
+
+Faults are not violations: each one applied is logged as a `fault_injected` event.
+Runs after the limits, so a delayed call keeps its slot as a slow server would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mitmproxy import http
+
+from . import events
+from .state import Runtime
+from .verdict import answered, fail_closed, info_of
+
+# A held call outlives its networkTimeout by this much: in enforce mode the timeout
+# aborts it first; in report mode it then goes on to the server.
+HOLD_MARGIN_S = 0.25
+
+
+class Faults:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def _until_timeout(self, flow: http.HTTPFlow) -> float:
+        info = info_of(flow)
+        app = self.runtime.config.app(info.appid)
+        limit_ms = app.network_timeout.get(info.api, 60000) if app else 60000
+        return max(0.0, flow.request.timestamp_start + limit_ms / 1000 - time.time()
+                   ) + HOLD_MARGIN_S
+
+    @fail_closed
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or answered(flow) or not flow.live:
+            return
+        decided = self.runtime.faults.decide(
+            info.appid, info.api, flow.request.method, flow.request.pretty_url)
+        for fault_id, action in decided:
+            events.logger().info(
+                "fault_injected", fault_id=fault_id, kind=action.kind, appid=info.appid,
+                api=info.api, url=flow.request.pretty_url, flow_id=flow.id,
+            )
+            if action.drop:
+                flow.kill()
+                return
+            if action.status is not None:
+                flow.request.stream = False
+                flow.response = http.Response.make(
+                    action.status,
+                    json.dumps({"wxgate_fault": fault_id, "status": action.status}).encode(),
+                    {"Content-Type": "application/json"},
+                )
+                return
+            if action.delay_s or action.hold:
+                seconds = self._until_timeout(flow) if action.hold else action.delay_s
+                if not await self.runtime.aborter.park(flow, seconds=seconds):
+                    if flow.killable:
+                        flow.kill()
+                    return
