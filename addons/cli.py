@@ -38,9 +38,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             _say(str(problem))
         return 2
     for problem in problems:
-        print(problem)
+        _say(str(problem))
     if problems:
-        print(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+        _say(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
         return 1
     print(f"{path}: ok, {len(config.apps)} app{'s' if len(config.apps) != 1 else ''}")
     return 0

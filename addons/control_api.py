@@ -91,6 +91,7 @@ class ControlApi:
                     str(peer[0]) if peer else "")
         status, payload = self.handle(call)
         flow.request.stream = False
+        flow.metadata["wxgate_synthetic"] = True
         flow.response = http.Response.make(
             status, json.dumps(payload, indent=2, default=str).encode(),
             {"Content-Type": "application/json"})

@@ -48,6 +48,7 @@ class Faults:
                 return
             if action.status is not None:
                 flow.request.stream = False
+                flow.metadata["wxgate_synthetic"] = True
                 flow.response = http.Response.make(
                     action.status,
                     json.dumps({"wxgate_fault": fault_id, "status": action.status}).encode(),

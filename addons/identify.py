@@ -9,6 +9,7 @@ from mitmproxy import ctx, http
 
 from .control_api import CONTROL_HOST
 from .policy.clients import is_miniprogram, parse_referer, platform_of
+from .policy.config import AppConfig
 from .policy.urls import interface_for
 from .state import Runtime
 from .verdict import answered, fail_closed, info_of
@@ -29,7 +30,7 @@ class IdentifyApp:
         if answered(flow):
             return
         req = flow.request
-        host = req.pretty_host.lower().rstrip(".")
+        host = req.pretty_host.lower()
         if host in (onboarding_host(), CONTROL_HOST):
             return
         info = info_of(flow)
@@ -42,13 +43,13 @@ class IdentifyApp:
         ):
             return
         parsed = parse_referer(referer)
-        if parsed:
-            # An unknown appid stays in scope: RefererGuard refuses it.
-            info.in_scope = bool(config.apps)
-            info.appid, info.app_version = parsed.appid, parsed.version
         app = config.app(parsed.appid) if parsed else self.runtime.default_app()
         if app is None:
-            return
+            if not (parsed and config.apps):
+                return
+            # An unknown appid stays in scope, judged against no whitelist:
+            # RefererGuard refuses it.
+            app = AppConfig(parsed.appid)
         info.in_scope = True
         info.appid = app.appid
         info.app_version = parsed.version if parsed else app.version

@@ -12,7 +12,7 @@ from mitmproxy import connection, http
 from mitmproxy.proxy import server_hooks
 
 from .policy.hosts import classify_host
-from .state import Runtime
+from .state import RESOLVED_FROM, Runtime
 from .verdict import answered
 
 Address = tuple[str, int]
@@ -34,6 +34,7 @@ class Resolve:
         dst = table.get((name, req.port)) or table.get((name, None))
         if dst is None:
             return
+        flow.metadata[RESOLVED_FROM] = (name, req.port)
         host_header = req.host_header
         req.host, req.port = dst
         req.host_header = host_header

@@ -17,6 +17,8 @@ from .policy.config import AppConfig, Config
 from .slots import Slots
 
 META = "wxgate"
+# (name, port) the client asked for, before `resolve` pointed the request elsewhere
+RESOLVED_FROM = "wxgate_resolved_from"
 
 
 @dataclass

@@ -17,7 +17,7 @@ from mitmproxy import http
 
 from . import events
 from .policy.rules import Violation
-from .state import META, FlowInfo, Runtime
+from .state import META, RESOLVED_FROM, FlowInfo, Runtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +40,8 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     info = info_of(flow)
     req = flow.request
     peer = flow.client_conn.peername
+    # `resolve` rewrote the request's port; the log shows the one the client used.
+    port = flow.metadata.get(RESOLVED_FROM, (None, req.port))[1]
     return {
         "appid": info.appid,
         "app_version": info.app_version,
@@ -47,7 +49,7 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
         "method": req.method,
         "url": req.pretty_url,
         "host": req.pretty_host,
-        "port": req.port,
+        "port": port,
         "client": peer[0] if peer else None,
         "flow_id": flow.id,
         "platform": info.platform,
@@ -96,8 +98,9 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
         action=action,
         **fields,
         detail=violation.detail,
-        errMsg=violation.err_msg,
-        errno=violation.errno,
+        # Only a call the real client fails carries its failure text.
+        errMsg=violation.err_msg if violation.fails_call else None,
+        errno=violation.errno if violation.fails_call else None,
         **violation.extra,
     )
     runtime.violations[violation.rule] += 1
@@ -138,14 +141,16 @@ def fail_closed(hook: F) -> F:
 
     def failed(self: Any, flow: http.HTTPFlow, exc: Exception) -> None:
         runtime: Runtime = self.runtime
+        # `mode: report` promises never to block, even on wxgate's own errors.
+        block = may_block(flow, runtime) and flow.response is None
         events.logger().error(
             "wxgate_error", hook=f"{type(self).__name__}.{hook.__name__}",
             error=f"{type(exc).__name__}: {exc}", flow_id=flow.id,
-            url=flow.request.pretty_url,
+            url=flow.request.pretty_url, action="blocked" if block else "forwarded",
         )
-        info_of(flow).decision = "blocked"
-        runtime.blocked += 1
-        if flow.live and flow.response is None:
+        if block:
+            info_of(flow).decision = "blocked"
+            runtime.blocked += 1
             _block(flow, runtime.config.block_with, {
                 "rule": "wxgate.error", "errMsg": None, "errno": None,
                 "detail": f"wxgate failed while judging this call ({type(exc).__name__})",

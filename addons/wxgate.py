@@ -4,7 +4,8 @@ Hook order is list order, so this list is the order in which rules are judged:
 answer the control host, identify the app and API, check the Referer, judge the
 URL, refuse calls of a backgrounded app, take a socket place, start the
 networkTimeout clock (so time queued counts, as on the phone), take an in-flight
-slot, apply faults, and only then point the request at its `resolve` target.
+slot, apply faults, and only then point the request at its `resolve` target. On the way
+back, a redirect is re-checked before the response checks.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from addons.faults_injector import Faults
 from addons.identify import IdentifyApp
 from addons.network_timeout import NetworkTimeout
 from addons.passthrough import Passthrough
+from addons.redirect_guard import RedirectGuard
 from addons.referer_guard import RefererGuard
 from addons.resolve import Resolve
+from addons.response_checks import ResponseChecks
 from addons.socket_limit import SocketLimit
 from addons.state import Runtime
 
@@ -50,6 +53,8 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         ConcurrencyLimit(runtime),
         Faults(runtime),
         Resolve(runtime),
+        RedirectGuard(runtime),
+        ResponseChecks(runtime),
         Banner(runtime),
     ]
 

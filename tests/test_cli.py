@@ -37,10 +37,10 @@ def test_check_config_prints_four_located_problems_and_exits_1(tmp_path: Path):
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1, done.stderr
-    problems = [line for line in done.stdout.splitlines() if line.startswith(f"{path}:")
+    problems = [line for line in done.stderr.splitlines() if line.startswith(f"{path}:")
                 and "problems" not in line]
-    assert len(problems) == 4, done.stdout
-    out = done.stdout
+    assert len(problems) == 4, done.stderr
+    out = done.stderr
     assert f"{path}:5: apps[0].domains.request: has 21 domains" in out
     assert "[config.too_many_domains]" in out
     assert f"{path}:27: apps[0].domains.request: 'https://10.0.0.8' is an IP address" in out
@@ -48,7 +48,7 @@ def test_check_config_prints_four_located_problems_and_exits_1(tmp_path: Path):
            "with https://" in out
     assert f"{path}:30: limits.concurency: unknown key 'concurency' in limits; " \
            "did you mean 'concurrency'?" in out
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in out
 
 
 def test_check_config_accepts_the_bundled_default(capsys: pytest.CaptureFixture[str]):

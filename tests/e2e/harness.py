@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import trustme
 import yaml
@@ -68,6 +68,18 @@ class Upstream:
                         self.close_connection = True
                         return
                 payload = f"hello from upstream {self.path}".encode()
+                if self.path.startswith("/respond?"):
+                    # /respond?status=302&location=...&ctype=...&body=<hex>
+                    query = parse_qs(urlsplit(self.path).query)
+                    payload = bytes.fromhex(query.get("body", [""])[0])
+                    self.send_response(int(query.get("status", ["200"])[0]))
+                    if "location" in query:
+                        self.send_header("Location", query["location"][0])
+                    self.send_header("Content-Type", query.get("ctype", ["text/plain"])[0])
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; charset=utf-8")
                 self.send_header("Content-Length", str(len(payload)))
@@ -288,7 +300,7 @@ def status(proxy: Proxy) -> dict[str, Any]:
 
 
 def burst(proxy: Proxy, urls: list[str], headers: list[dict[str, str]] | dict[str, str],
-          timeout: float = 30.0) -> list[Reply]:
+          timeout: float = 30.0, methods: list[str] | None = None) -> list[Reply]:
     """Send all at once, one connection each, as concurrent wx.request calls do."""
     header_list = headers if isinstance(headers, list) else [headers] * len(urls)
     replies: list[Reply | None] = [None] * len(urls)
@@ -296,7 +308,10 @@ def burst(proxy: Proxy, urls: list[str], headers: list[dict[str, str]] | dict[st
 
     def one(i: int) -> None:
         gate.wait()
-        replies[i] = send(proxy, urls[i], header_list[i], timeout=timeout)
+        method = methods[i] if methods else "GET"
+        body = b"--b\r\n\r\nx\r\n--b--\r\n" if method == "POST" else None
+        replies[i] = send(proxy, urls[i], header_list[i], method=method, body=body,
+                          timeout=timeout)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(urls))]
     for t in threads:

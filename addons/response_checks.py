@@ -1,0 +1,84 @@
+"""What the client does with a response body: UTF-8 only, one BOM stripped, and a
+status >= 400 still reaching the success callback.
+
+Never blocks: these are warnings and info. With `wxgate_strip_bom` the one BOM the
+client strips is stripped here too, so DevTools shows what the phone parses.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from mitmproxy import ctx, http
+from mitmproxy.addonmanager import Loader
+
+from .policy.rules import Violation
+from .state import Runtime
+from .verdict import info_of, record
+
+BOM = codecs.BOM_UTF8
+_TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml",
+               "application/x-www-form-urlencoded")
+
+
+def is_text(content_type: str) -> bool:
+    kind = content_type.split(";")[0].strip().lower()
+    return kind.startswith(_TEXT_TYPES) or kind.endswith(("+json", "+xml"))
+
+
+def declared_charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower() or None
+    return None
+
+
+def judge_body(status: int, content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """(rule, detail) for each response rule the body breaks. Pure."""
+    found: list[tuple[str, str]] = []
+    if status >= 400:
+        found.append(("response.status",
+                      f"status {status}: wx.request still calls success, not fail; "
+                      "check res.statusCode"))
+    if not is_text(content_type):
+        return found
+    charset = declared_charset(content_type)
+    if charset and charset.replace("-", "").replace("_", "") not in ("utf8",):
+        found.append(("response.non_utf8",
+                      f"Content-Type declares charset={charset}; the client decodes UTF-8 only"))
+    else:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            found.append(("response.non_utf8",
+                          f"body is not valid UTF-8 (byte {exc.start}: {exc.reason})"))
+    boms = 0
+    while body.startswith(BOM, boms * len(BOM)):
+        boms += 1
+    if boms > 1:
+        found.append(("response.bom", f"body starts with {boms} BOMs; the client strips "
+                                      "only one, so JSON.parse fails on the rest"))
+    return found
+
+
+class ResponseChecks:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option("wxgate_strip_bom", bool, False,
+                          "Strip the one leading UTF-8 BOM the client strips.")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        response = flow.response
+        if (not info.in_scope or info.decision == "blocked" or response is None
+                or info.api != "request" or flow.metadata.get("wxgate_synthetic")):
+            return
+        body = response.get_content(strict=False) or b""
+        content_type = response.headers.get("content-type", "")
+        for rule, detail in judge_body(response.status_code, content_type, body):
+            record(flow, Violation(rule, detail, info.api), self.runtime, "reported")
+        if getattr(ctx.options, "wxgate_strip_bom", False) and body.startswith(BOM):
+            response.set_content(body[len(BOM):])

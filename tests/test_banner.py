@@ -1,0 +1,31 @@
+"""The start-up banner: listen address, phone set-up, a line per app, the urlCheck warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from addons.banner import banner_lines, lan_addresses
+from addons.policy.config import load_config
+
+
+def test_banner_names_listen_address_apps_and_urlcheck_off(tmp_path: Path):
+    project = tmp_path / "mp"
+    project.mkdir()
+    (project / "project.config.json").write_text(
+        '{"appid": "wx0123456789abcdef", "setting": {"urlCheck": false}}')
+    (project / "app.json").write_text('{"networkTimeout": {"request": 5000}}')
+    cfg = tmp_path / "wxgate.yaml"
+    cfg.write_text("apps:\n  - project: mp\n    domains:\n"
+                   "      request: [https://api.example.com]\n")
+    lines = banner_lines(load_config(cfg), "enforce", [("127.0.0.1", 8080)], "/tmp/v.jsonl")
+    text = "\n".join(lines)
+    assert "wxgate proxy listening on 127.0.0.1:8080" in text
+    assert "http://mitm.it" in text and "full trust" in text
+    app_line = next(line for line in lines if "app wx0123456789abcdef" in line)
+    assert "request 1" in app_line and "5000/" in app_line
+    assert "urlCheck off: DevTools is not checking" in app_line
+    assert "violation log: /tmp/v.jsonl" in text
+
+
+def test_lan_addresses_are_never_loopback():
+    assert all(not a.startswith("127.") for a in lan_addresses())
