@@ -21,7 +21,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http.status_codes import RESPONSES
 
-from . import events
+from . import events, metrics
 from .background import Background
 from .faults import BackgroundWindow, parse_fault
 from .state import Runtime
@@ -42,10 +42,18 @@ class Call:
     client: str
 
 
+def _encode(payload: dict[str, Any] | str) -> tuple[str, bytes]:
+    """JSON for the API's answers; Prometheus text for /metrics."""
+    if isinstance(payload, str):
+        return metrics.CONTENT_TYPE, payload.encode()
+    return "application/json", json.dumps(payload, indent=2, default=str).encode()
+
+
 class ControlApi:
     def __init__(self, runtime: Runtime, background: Background) -> None:
         self.runtime = runtime
         self.background = background
+        self.metrics = metrics.registry_for(runtime)
         self._server: asyncio.base_events.Server | None = None
 
     def load(self, loader: Loader) -> None:
@@ -90,11 +98,10 @@ class ControlApi:
                     {k.lower(): v for k, v in flow.request.headers.items()}, body,
                     str(peer[0]) if peer else "")
         status, payload = self.handle(call)
+        content_type, data = _encode(payload)
         flow.request.stream = False
         flow.metadata["wxgate_synthetic"] = True
-        flow.response = http.Response.make(
-            status, json.dumps(payload, indent=2, default=str).encode(),
-            {"Content-Type": "application/json"})
+        flow.response = http.Response.make(status, data, {"Content-Type": content_type})
 
     # --- on the loopback control port ----------------------------------------------------
 
@@ -117,10 +124,10 @@ class ControlApi:
                                                headers, body, str(peer[0]) if peer else ""))
         except (TimeoutError, ValueError, asyncio.IncompleteReadError):
             status, payload = 400, {"error": "malformed HTTP request"}
-        data = json.dumps(payload, indent=2, default=str).encode()
+        content_type, data = _encode(payload)
         writer.write(
             f"HTTP/1.1 {status} {RESPONSES.get(status, '')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
             "Connection: close\r\n\r\n".encode() + data)
         try:
             await writer.drain()
@@ -129,7 +136,7 @@ class ControlApi:
 
     # --- the API itself ----------------------------------------------------------------------
 
-    def handle(self, call: Call) -> tuple[int, dict[str, Any]]:
+    def handle(self, call: Call) -> tuple[int, dict[str, Any] | str]:
         if not self._authorized(call):
             events.logger().warning("control_refused", client=call.client, method=call.method,
                                     path=call.path)
@@ -147,10 +154,12 @@ class ControlApi:
         sent = call.headers.get("authorization", "")
         return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
 
-    def _route(self, call: Call) -> tuple[int, dict[str, Any]]:
+    def _route(self, call: Call) -> tuple[int, dict[str, Any] | str]:
         method, path = call.method.upper(), call.path.rstrip("/") or "/"
         if method == "GET" and path == "/status":
             return 200, self.status()
+        if method == "GET" and path == "/metrics":
+            return 200, metrics.render(self.metrics)
         if method == "GET" and path == "/violations":
             since = call.query.get("since", [""])[0]
             found = events.RECENT.since(since)

@@ -46,6 +46,10 @@ class Runtime:
     mode_override: str = ""
     passthrough: list[re.Pattern[str]] = field(default_factory=list)
     violations: Counter[str] = field(default_factory=Counter)
+    # (rule, severity, action) -> count, for /metrics and the summaries
+    violation_counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # TLS audits of upstream connections by result ("pass", "fail")
+    tls_audits: Counter[str] = field(default_factory=Counter)
     # In-flight request/uploadFile/downloadFile per (appid, pool); open sockets per appid.
     inflight: Slots = field(default_factory=Slots)
     sockets: Slots = field(default_factory=Slots)

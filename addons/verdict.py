@@ -104,6 +104,7 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
         **violation.extra,
     )
     runtime.violations[violation.rule] += 1
+    runtime.violation_counts[(violation.rule, violation.level.value, action)] += 1
     info.rules.append(violation.rule)
     # mitmweb shows the mark and the comment: the flow list says which rule.
     flow.comment = "wxgate: " + ", ".join(info.rules)

@@ -34,6 +34,7 @@ from addons.resolve import Resolve
 from addons.response_checks import ResponseChecks
 from addons.socket_limit import SocketLimit
 from addons.state import Runtime
+from addons.summary import Summary
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
@@ -56,6 +57,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         RedirectGuard(runtime),
         ResponseChecks(runtime),
         Banner(runtime),
+        Summary(runtime),
     ]
 
 

@@ -177,6 +177,10 @@ def test_sigterm_shuts_down_cleanly_with_the_log_flushed(
     assert proxy.stop(signal.SIGTERM) == 0
     events = [e["event"] for e in proxy.log()]
     assert "violation" in events and events[-1] == "shutdown"
+    # The final summary on exit, for the operator.
+    out = "".join(proxy.stdout_lines)
+    assert "wxgate summary: flows 1 | blocked 1 | violations: 1 error" in out
+    assert "domain.not_listed: 1" in out
 
 
 def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path):

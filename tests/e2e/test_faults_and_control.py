@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,13 @@ def test_control_port_and_ctl_manage_faults_at_run_time(
     found = json.loads(listed.stdout)["violations"]
     assert [v["rule"] for v in found if v["url"].endswith("/for-violations")] == [
         "domain.not_listed"]
+    metrics = urllib.request.urlopen(f"{control}/metrics", timeout=10)
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = metrics.read().decode()
+    assert ('wxgate_violations_total{action="blocked",rule="domain.not_listed",'
+            'severity="error"} 1.0') in text
+    assert f'wxgate_app_background{{appid="{APPID}"}} 0.0' in text
+    assert "wxgate_flows_total" in text and "wxgate_blocked_total 1.0" in text
 
 
 @pytest.fixture(scope="module")
