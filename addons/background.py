@@ -16,7 +16,7 @@ from mitmproxy import http
 from . import events
 from .policy.rules import Violation
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of, interrupt
+from .verdict import enforce, fail_closed, info_of, interrupt, judgeable
 
 
 class Background:
@@ -67,8 +67,8 @@ class Background:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow) or info.appid is None:
+        info = judgeable(flow)
+        if info is None or info.appid is None:
             return
         since = self.runtime.background.get(info.appid)
         if since is not None:

@@ -12,7 +12,7 @@ from mitmproxy import command, http
 
 from .policy.rules import Severity, Violation
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of, may_block, record
+from .verdict import enforce, fail_closed, judgeable, may_block, record
 
 COUNTED_APIS = ("request", "uploadFile", "downloadFile")
 
@@ -23,8 +23,8 @@ class ConcurrencyLimit:
 
     @fail_closed
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow) or info.api not in COUNTED_APIS:
+        info = judgeable(flow)
+        if info is None or info.api not in COUNTED_APIS:
             return
         limits = self.runtime.config.limits
         pool = "shared" if limits.concurrency_pool == "shared" else info.api

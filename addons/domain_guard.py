@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from .policy.urls import Target, judge_target
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of
+from .verdict import enforce, fail_closed, judgeable
 
 _PORT_RE = re.compile(r":(\d{1,5})$")
 
@@ -42,15 +42,12 @@ class DomainGuard:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow):
+        info = judgeable(flow)
+        if info is None or info.app is None:
             return
         config = self.runtime.config
-        app = config.app(info.appid)
-        if app is None:
-            return
         violation = judge_target(
-            target_of(flow, info.api), info.api, app, config.rules, config.allow_lan_ip
+            target_of(flow, info.api), info.api, info.app, config.rules, config.allow_lan_ip
         )
         if violation:
             if info.api_reason:

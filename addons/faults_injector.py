@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from . import events
 from .state import Runtime
-from .verdict import answered, fail_closed, info_of
+from .verdict import fail_closed, info_of, judgeable
 
 # A held call outlives its networkTimeout by this much: in enforce mode the timeout
 # aborts it first; in report mode it then goes on to the server.
@@ -26,15 +26,14 @@ class Faults:
 
     def _until_timeout(self, flow: http.HTTPFlow) -> float:
         info = info_of(flow)
-        app = self.runtime.config.app(info.appid)
-        limit_ms = app.network_timeout.get(info.api, 60000) if app else 60000
+        limit_ms = info.app.network_timeout.get(info.api, 60000) if info.app else 60000
         return max(0.0, flow.request.timestamp_start + limit_ms / 1000 - time.time()
                    ) + HOLD_MARGIN_S
 
     @fail_closed
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow) or not flow.live:
+        info = judgeable(flow)
+        if info is None or not flow.live:
             return
         decided = self.runtime.faults.decide(
             info.appid, info.api, flow.request.method, flow.request.pretty_url)

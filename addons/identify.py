@@ -44,6 +44,7 @@ class IdentifyApp:
             return
         parsed = parse_referer(referer)
         app = config.app(parsed.appid) if parsed else self.runtime.default_app()
+        info.app = app
         if app is None:
             if not (parsed and config.apps):
                 return

@@ -15,7 +15,7 @@ from mitmproxy import http
 
 from .policy.rules import APIS, Violation
 from .state import Runtime
-from .verdict import answered, fail_closed, info_of, interrupt
+from .verdict import fail_closed, info_of, interrupt, judgeable
 
 
 class NetworkTimeout:
@@ -25,13 +25,10 @@ class NetworkTimeout:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow) or info.api not in APIS or not flow.live:
+        info = judgeable(flow)
+        if info is None or info.app is None or info.api not in APIS or not flow.live:
             return
-        app = self.runtime.config.app(info.appid)
-        if app is None:
-            return
-        limit_ms = app.network_timeout[info.api]
+        limit_ms = info.app.network_timeout[info.api]
         started = flow.request.timestamp_start
         delay = max(0.0, started + limit_ms / 1000 - time.time())
         self._timers[flow.id] = asyncio.get_running_loop().call_later(

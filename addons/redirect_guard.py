@@ -46,7 +46,7 @@ class RedirectGuard:
                 or response.status_code not in REDIRECTS or "location" not in response.headers
                 or flow.metadata.get("wxgate_synthetic")):
             return
-        app = self.runtime.config.app(info.appid)
+        app = info.app
         found = redirect_target(flow.request.pretty_url, response.headers["location"])
         if app is None or found is None:
             return

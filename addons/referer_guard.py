@@ -12,7 +12,7 @@ from mitmproxy import http
 from .policy.clients import canonical_referer, parse_referer
 from .policy.rules import Violation
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of
+from .verdict import enforce, fail_closed, judgeable
 
 
 class RefererGuard:
@@ -21,14 +21,13 @@ class RefererGuard:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow):
+        info = judgeable(flow)
+        if info is None:
             return
-        config = self.runtime.config
-        app = config.app(info.appid)
+        app = info.app
         sent = flow.request.headers.get("referer")
         if app is None:
-            known = ", ".join(a.appid for a in config.apps)
+            known = ", ".join(a.appid for a in self.runtime.config.apps)
             enforce(flow, Violation(
                 "referer.appid_mismatch",
                 f"Referer names {info.appid}, which is not a configured app ({known})",

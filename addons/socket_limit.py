@@ -11,7 +11,7 @@ from mitmproxy import http
 
 from .policy.rules import Violation
 from .state import Runtime
-from .verdict import answered, enforce, fail_closed, info_of
+from .verdict import enforce, fail_closed, judgeable
 
 
 class SocketLimit:
@@ -20,8 +20,8 @@ class SocketLimit:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = info_of(flow)
-        if not info.in_scope or answered(flow) or info.api != "connectSocket":
+        info = judgeable(flow)
+        if info is None or info.api != "connectSocket":
             return
         limit = self.runtime.config.limits.sockets
         sockets = self.runtime.sockets

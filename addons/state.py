@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from .abort import FlowAborter
 from .faults import FaultSet
@@ -26,6 +25,8 @@ class FlowInfo:
     """What wxgate decided about one flow, kept in `flow.metadata["wxgate"]`."""
 
     in_scope: bool = False
+    # The configured app the flow is judged against; None for an unknown appid.
+    app: AppConfig | None = None
     appid: str | None = None
     app_version: str | None = None
     api: str = "other"
@@ -34,9 +35,6 @@ class FlowInfo:
     # allowed | reported | blocked
     decision: str = "allowed"
     rules: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -36,6 +36,12 @@ def answered(flow: http.HTTPFlow) -> bool:
         "blocked")
 
 
+def judgeable(flow: http.HTTPFlow) -> FlowInfo | None:
+    """The flow's info when it is a mini program's call that nothing has answered yet."""
+    info = info_of(flow)
+    return info if info.in_scope and not answered(flow) else None
+
+
 def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     info = info_of(flow)
     req = flow.request
