@@ -155,6 +155,8 @@ class Certs:
     ca: trustme.CA
     ca_file: Path
     server_context: ssl.SSLContext
+    # The SNI of every TLS handshake the upstreams saw, in order.
+    sni_seen: list[str | None] = field(default_factory=list)
 
 
 def make_certs(tmp: Path) -> Certs:
@@ -164,7 +166,9 @@ def make_certs(tmp: Path) -> Certs:
     leaf = ca.issue_cert(*UPSTREAM_NAMES)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(ctx)
-    return Certs(ca, ca_file, ctx)
+    certs = Certs(ca, ca_file, ctx)
+    ctx.sni_callback = lambda _sock, name, _ctx: certs.sni_seen.append(name)
+    return certs
 
 
 @dataclass

@@ -4,8 +4,10 @@ SPEC §5 field; `mode: report` lets the same calls through and logs them."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +72,26 @@ def answering(session_dir: Path, certs: Certs, resolve_map: dict[str, str]) -> I
 def _lines_for(proxy: Proxy, path: str) -> list[dict[str, object]]:
     return proxy.wait_for_log(
         lambda e: e.get("event") == "violation" and str(e.get("url", "")).endswith(path))
+
+
+def test_resolve_keeps_sni_and_reuses_one_upstream_connection(
+    enforcing: Proxy, upstream: Upstream, certs: Certs,
+):
+    """Ten keep-alive calls on one client connection, to a name that `resolve` points at
+    127.0.0.1: the upstream sees the name as SNI and one connection, not ten."""
+    ctx = ssl.create_default_context(cafile=str(enforcing.ca_file))
+    conn = http.client.HTTPSConnection("127.0.0.1", enforcing.port, timeout=10, context=ctx)
+    conn.set_tunnel("api.example.com", 443)
+    before = upstream.snapshot()[0]
+    sni_before = len(certs.sni_seen)
+    for i in range(10):
+        conn.request("GET", f"/keepalive/{i}", headers=MP_HEADERS)
+        response = conn.getresponse()
+        assert response.status == 200 and response.read() == f"hello from upstream " \
+            f"/keepalive/{i}".encode()
+    conn.close()
+    assert upstream.snapshot()[0] - before == 1
+    assert certs.sni_seen[sni_before:] == ["api.example.com"]
 
 
 def test_allowed_request_reaches_upstream_with_its_body(enforcing: Proxy, upstream: Upstream):
