@@ -10,10 +10,12 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from addons.cli import SCRIPT
 
@@ -213,3 +215,32 @@ def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path):
     assert done.returncode == 2
     assert f"{bad}:3: limits.concurency: unknown key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_config_file_change_is_loaded_and_a_broken_one_refused(
+    session_dir: Path, certs: Certs, resolve_map: dict[str, str], upstream: Upstream,
+):
+    """Saving the config reloads it; saving one with a problem keeps the running policy
+    and logs config_rejected with the located problem."""
+    config = base_config(resolve_map)
+    proxy = start_proxy(session_dir / "reload", config, certs.ca_file)
+    cfg = proxy.workdir / "wxgate.yaml"
+    try:
+        assert send(proxy, "https://evil.example.net/r1", MP_HEADERS).status is None
+        config["apps"][0]["domains"]["request"].append("https://evil.example.net")
+        config["log"] = {"path": str(proxy.log_path), "console": "json"}
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        deadline = time.monotonic() + 5
+        while sum(e.get("event") == "config_loaded" for e in proxy.log()) < 2:
+            assert time.monotonic() < deadline, "the saved config was not reloaded"
+            time.sleep(0.05)
+        assert send(proxy, "https://evil.example.net/r2", MP_HEADERS).status == 200
+
+        cfg.write_text(cfg.read_text() + "limits:\n  concurency: 3\n")
+        rejected = proxy.wait_for_log(lambda e: e.get("event") == "config_rejected")
+        assert rejected and "unknown key 'concurency'" in rejected[0]["problems"][0]
+        # Still the policy loaded last: evil listed, the forbidden host still blocked.
+        assert send(proxy, "https://evil.example.net/r3", MP_HEADERS).status == 200
+        assert send(proxy, "https://api.weixin.qq.com/r4", MP_HEADERS).status is None
+    finally:
+        assert proxy.stop() == 0
