@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+from pathlib import Path
 
 from mitmproxy import ctx
 
@@ -50,9 +51,13 @@ def banner_lines(config: Config, mode: str, listen: list[tuple[str, int]],
     ports = sorted({port for _, port in listen})
     for host, port in listen:
         lines.append(f"wxgate proxy listening on {host or '*'}:{port}")
-    for addr in lan_addresses():
-        for port in ports:
-            lines.append(f"  phone Wi-Fi proxy: {addr} port {port}")
+    if Path("/.dockerenv").exists():
+        lines.append("  in Docker: point the phone at this host's LAN address and the "
+                     "published port")
+    else:
+        for addr in lan_addresses():
+            for port in ports:
+                lines.append(f"  phone Wi-Fi proxy: {addr} port {port}")
     lines.append("  CA: with the proxy set, open http://mitm.it on the phone and install the "
                  "certificate (iOS: also enable full trust; Android: WeChat 7+ trusts only "
                  "system CAs)")
