@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from .policy.urls import Target, judge_target
 from .state import Runtime
-from .verdict import enforce, fail_closed, judgeable
+from .verdict import client_port, enforce, fail_closed, judgeable
 
 _PORT_RE = re.compile(r":(\d{1,5})$")
 
@@ -33,7 +33,7 @@ def target_of(flow: http.HTTPFlow, api: str) -> Target:
         scheme = {"http": "ws", "https": "wss"}.get(scheme, scheme)
     # Behind CONNECT only the Host header shows an explicit :443.
     written = explicit_port(req.host_header or "") or explicit_port(req.authority or "")
-    return Target(scheme, req.pretty_host, req.port, written)
+    return Target(scheme, req.pretty_host, client_port(flow), written)
 
 
 class DomainGuard:

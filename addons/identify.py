@@ -12,7 +12,7 @@ from .policy.clients import is_miniprogram, parse_referer, platform_of
 from .policy.config import AppConfig
 from .policy.urls import interface_for
 from .state import Runtime
-from .verdict import answered, fail_closed, info_of
+from .verdict import answered, fail_closed, info_of, publish
 
 
 def onboarding_host() -> str:
@@ -61,3 +61,4 @@ class IdentifyApp:
             content_type=req.headers.get("content-type", ""),
         )
         info.api, info.api_reason = interface.api, interface.reason
+        publish(flow)

@@ -15,7 +15,7 @@ from mitmproxy import http
 
 from .policy.rules import APIS, Violation
 from .state import Runtime
-from .verdict import fail_closed, info_of, interrupt, judgeable
+from .verdict import fail_closed, info_of, interrupt, judgeable, record
 
 
 class NetworkTimeout:
@@ -54,6 +54,29 @@ class NetworkTimeout:
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._stop(flow)
+        if not flow.live and flow.response is not None:
+            self._judge_capture(flow, flow.response.timestamp_end
+                                or flow.response.timestamp_start, "the response was complete")
 
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop(flow)
+        if not flow.live and flow.error is not None and flow.response is None:
+            self._judge_capture(flow, flow.error.timestamp, "the call failed")
+
+    def _judge_capture(self, flow: http.HTTPFlow, done: float | None, what: str) -> None:
+        """A loaded flow (audit, `-r`): judged from its recorded timestamps."""
+        info = info_of(flow)
+        if (not info.in_scope or info.app is None or info.api not in APIS
+                or "timeout.exceeded" in info.rules):
+            return
+        start = flow.request.timestamp_start
+        limit_ms = info.app.network_timeout[info.api]
+        if done is None or start is None or (elapsed_ms := round((done - start) * 1000)) <= (
+                limit_ms):
+            return
+        record(flow, Violation(
+            "timeout.exceeded",
+            f"no complete response within the {info.api} networkTimeout of {limit_ms} ms "
+            f"({what} after {elapsed_ms} ms in the capture)",
+            info.api, extra={"limit_ms": limit_ms, "elapsed_ms": elapsed_ms},
+        ), self.runtime, "reported")

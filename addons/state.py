@@ -22,7 +22,11 @@ RESOLVED_FROM = "wxgate_resolved_from"
 
 @dataclass
 class FlowInfo:
-    """What wxgate decided about one flow, kept in `flow.metadata["wxgate"]`."""
+    """What wxgate decided about one flow (see `verdict.info_of`).
+
+    Held beside the flow, not in `flow.metadata`: metadata is saved with the flow
+    (`-w`, mitmweb's save) and must stay plain data; `summary()` is what goes there.
+    """
 
     in_scope: bool = False
     # The configured app the flow is judged against; None for an unknown appid.
@@ -35,6 +39,10 @@ class FlowInfo:
     # allowed | reported | blocked
     decision: str = "allowed"
     rules: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {"appid": self.appid, "app_version": self.app_version, "api": self.api,
+                "platform": self.platform, "decision": self.decision, "rules": list(self.rules)}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,18 +23,31 @@ from .state import META, RESOLVED_FROM, FlowInfo, Runtime
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Keyed by the flow object itself: a replayed copy is a new flow, judged afresh.
+_INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDictionary()
+
+
 def info_of(flow: http.HTTPFlow) -> FlowInfo:
-    info = flow.metadata.get(META)
-    if not isinstance(info, FlowInfo):
-        info = FlowInfo()
-        flow.metadata[META] = info
+    info = _INFO.get(flow)
+    if info is None:
+        info = _INFO[flow] = FlowInfo()
     return info
 
 
+def publish(flow: http.HTTPFlow) -> None:
+    """Copy the decision into `flow.metadata` as plain data: saved flows and mitmweb keep it."""
+    flow.metadata[META] = info_of(flow).summary()
+
+
 def answered(flow: http.HTTPFlow) -> bool:
-    """Another addon (or wxgate itself) already answered or killed this flow."""
-    return flow.response is not None or flow.error is not None or info_of(flow).decision == (
-        "blocked")
+    """Another addon (or wxgate itself) already answered or killed this flow.
+
+    A loaded flow (`-r`, audit) carries the response and error it had when captured:
+    those say nothing about what the client would do, so only wxgate's own block counts.
+    """
+    if info_of(flow).decision == "blocked":
+        return True
+    return flow.live and (flow.response is not None or flow.error is not None)
 
 
 def judgeable(flow: http.HTTPFlow) -> FlowInfo | None:
@@ -42,12 +56,17 @@ def judgeable(flow: http.HTTPFlow) -> FlowInfo | None:
     return info if info.in_scope and not answered(flow) else None
 
 
+def client_port(flow: http.HTTPFlow) -> int:
+    """The port the client asked for, also after `resolve` (or in a capture made through it)
+    pointed the request elsewhere."""
+    resolved = flow.metadata.get(RESOLVED_FROM)
+    return int(resolved[1]) if resolved else flow.request.port
+
+
 def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     info = info_of(flow)
     req = flow.request
     peer = flow.client_conn.peername
-    # `resolve` rewrote the request's port; the log shows the one the client used.
-    port = flow.metadata.get(RESOLVED_FROM, (None, req.port))[1]
     return {
         "appid": info.appid,
         "app_version": info.app_version,
@@ -55,7 +74,7 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
         "method": req.method,
         "url": req.pretty_url,
         "host": req.pretty_host,
-        "port": port,
+        "port": client_port(flow),
         "client": peer[0] if peer else None,
         "flow_id": flow.id,
         "platform": info.platform,
@@ -120,6 +139,7 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
     elif info.decision == "allowed":
         info.decision = action
         flow.marked = ":warning:"
+    publish(flow)
 
 
 def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:

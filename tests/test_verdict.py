@@ -17,7 +17,6 @@ from addons.domain_guard import DomainGuard
 from addons.identify import IdentifyApp
 from addons.referer_guard import RefererGuard
 from addons.socket_limit import SocketLimit
-from addons.state import META
 from addons.verdict import info_of
 
 from .addon_helpers import mp_flow, runtime_for
@@ -73,7 +72,7 @@ def test_exception_in_enforcing_hook_blocks_the_flow(
     else:
         assert flow.response is not None and flow.response.status_code == 403
         assert json.loads(flow.response.content)["rule"] == "wxgate.error"
-    assert flow.metadata[META].decision == "blocked"
+    assert info_of(flow).decision == "blocked"
     logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [e["event"] for e in logged] == ["wxgate_error"]
     assert "injected" in logged[0]["error"]

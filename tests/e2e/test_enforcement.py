@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mitmproxy.io import FlowReader
 
 from addons.cli import SCRIPT
 
@@ -244,3 +245,23 @@ def test_config_file_change_is_loaded_and_a_broken_one_refused(
         assert send(proxy, "https://api.weixin.qq.com/r4", MP_HEADERS).status is None
     finally:
         assert proxy.stop() == 0
+
+
+def test_saved_flows_keep_wxgates_verdict(
+    session_dir: Path, certs: Certs, resolve_map: dict[str, str],
+):
+    """`-w`/mitmweb's save works: the flow file holds each flow's verdict as plain data."""
+    workdir = session_dir / "save"
+    saved = workdir / "session.mitm"
+    proxy = start_proxy(workdir, base_config(resolve_map), certs.ca_file,
+                        ["--set", f"save_stream_file={saved}"])
+    assert send(proxy, "https://api.example.com/saved-ok", MP_HEADERS).status == 200
+    assert send(proxy, "https://evil.example.net/saved-bad", MP_HEADERS).status is None
+    assert proxy.stop() == 0
+    with saved.open("rb") as fo:
+        flows = {f.request.path: f for f in FlowReader(fo).stream()}
+    assert flows["/saved-ok"].metadata["wxgate"]["decision"] == "allowed"
+    bad = flows["/saved-bad"].metadata["wxgate"]
+    assert (bad["decision"], bad["rules"], bad["appid"]) == (
+        "blocked", ["domain.not_listed"], APPID)
+    assert flows["/saved-ok"].metadata["wxgate_resolved_from"] == ["api.example.com", 443]
