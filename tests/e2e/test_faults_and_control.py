@@ -275,3 +275,27 @@ def test_block_with_response_bodies_carry_the_clients_errmsg_and_errno(
                         600007),
         "background": (403, "background.blocked", "request:fail interrupted", 600003),
     }
+
+
+def test_scheduled_background_window_from_the_config(
+    session_dir: Path, certs: Certs, resolve_map: dict[str, str],
+):
+    """`faults: - background: {appid, after_s: 1, for_s: 2}`: calls fail at once inside the
+    window, and pass before and after it."""
+    config = base_config(resolve_map, faults=[
+        {"background": {"appid": APPID, "after_s": 1, "for_s": 2}}])
+    proxy = start_proxy(session_dir / "window", config, certs.ca_file)
+    try:
+        # The window is scheduled when the proxy starts running, just before its banner.
+        t0 = time.monotonic()
+        assert send(proxy, "https://api.example.com/w-before", MP_HEADERS).status == 200
+        time.sleep(max(0.0, t0 + 1.5 - time.monotonic()))
+        assert send(proxy, "https://api.example.com/w-inside", MP_HEADERS).status is None
+        time.sleep(max(0.0, t0 + 3.6 - time.monotonic()))
+        assert send(proxy, "https://api.example.com/w-after", MP_HEADERS).status == 200
+        assert [e["by"] for e in proxy.log() if e.get("event", "").startswith("app_")] == [
+            "scheduled", "scheduled"]
+        assert [v["rule"] for v in proxy.violations() if "/w-" in v["url"]] == [
+            "background.blocked"]
+    finally:
+        proxy.stop()
