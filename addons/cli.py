@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import audit, ctl, report
+from . import audit, check_cert, ctl, report
 from .policy.config import ConfigError, check_config
 
 BUNDLED_DEFAULT = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     ctl.add_parser(sub)
+    check_cert.add_parser(sub)
     audit.add_audit_parser(sub)
     report.add_report_parser(sub)
 

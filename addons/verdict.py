@@ -169,7 +169,7 @@ def fail_closed(hook: F) -> F:
     def failed(self: Any, flow: http.HTTPFlow, exc: Exception) -> None:
         runtime: Runtime = self.runtime
         # `mode: report` promises never to block, even on wxgate's own errors.
-        block = may_block(flow, runtime) and flow.response is None
+        block = may_block(flow, runtime) and flow.killable
         events.logger().error(
             "wxgate_error", hook=f"{type(self).__name__}.{hook.__name__}",
             error=f"{type(exc).__name__}: {exc}", flow_id=flow.id,
@@ -178,10 +178,14 @@ def fail_closed(hook: F) -> F:
         if block:
             info_of(flow).decision = "blocked"
             runtime.blocked += 1
-            _block(flow, runtime.config.block_with, {
-                "rule": "wxgate.error", "errMsg": None, "errno": None,
-                "detail": f"wxgate failed while judging this call ({type(exc).__name__})",
-            })
+            if flow.response is None:
+                _block(flow, runtime.config.block_with, {
+                    "rule": "wxgate.error", "errMsg": None, "errno": None,
+                    "detail": f"wxgate failed while judging this call ({type(exc).__name__})",
+                })
+            else:
+                # A response-stage hook: the response it was judging is not delivered.
+                flow.kill()
 
     if inspect.iscoroutinefunction(hook):
         @functools.wraps(hook)

@@ -4,8 +4,9 @@ Hook order is list order, so this list is the order in which rules are judged:
 answer the control host, identify the app and API, check the Referer, judge the
 URL, refuse calls of a backgrounded app, take a socket place, start the
 networkTimeout clock (so time queued counts, as on the phone), take an in-flight
-slot, apply faults, and only then point the request at its `resolve` target. On the way
-back, a redirect is re-checked before the response checks.
+slot, apply faults, and only then point the request at its `resolve` target. The upstream
+TLS handshake is judged by the phone's certificate rules (TlsAudit) before any
+response is looked at; then a redirect is re-checked, then the response body.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from addons.response_checks import ResponseChecks
 from addons.socket_limit import SocketLimit
 from addons.state import Runtime
 from addons.summary import Summary
+from addons.tls_audit import TlsAudit
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
@@ -54,6 +56,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         ConcurrencyLimit(runtime),
         Faults(runtime),
         Resolve(runtime),
+        TlsAudit(runtime),
         RedirectGuard(runtime),
         ResponseChecks(runtime),
         Banner(runtime),

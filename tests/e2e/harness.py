@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,11 @@ def make_certs(tmp: Path) -> Certs:
     ca = trustme.CA()
     ca_file = tmp / "upstream-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    leaf = ca.issue_cert(*UPSTREAM_NAMES)
+    # Inside Apple ATS's 825-day limit (trustme's default spans centuries), so the
+    # certificate rules pass for every platform unless a test breaks one on purpose.
+    now = datetime.now(UTC)
+    leaf = ca.issue_cert(*UPSTREAM_NAMES, not_before=now - timedelta(days=1),
+                         not_after=now + timedelta(days=90))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(ctx)
     certs = Certs(ca, ca_file, ctx)
@@ -179,6 +184,7 @@ class Proxy:
     confdir: Path
     log_path: Path
     stdout_lines: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     @property
     def ca_file(self) -> Path:
@@ -209,6 +215,11 @@ class Proxy:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+        finally:
+            if self.pump is not None:
+                self.pump.join(5)  # it reads stdout to EOF, then stdout can be closed
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 def wxgate_cmd() -> list[str]:
@@ -249,14 +260,15 @@ def start_proxy(
             if match and not port_box:
                 port_box.append(int(match[1]))
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     deadline = time.monotonic() + 30
     while not port_box:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError("wxgate did not start:\n" + "".join(lines))
         time.sleep(0.05)
-    return Proxy(proc, port_box[0], workdir, confdir, log_path, lines)
+    return Proxy(proc, port_box[0], workdir, confdir, log_path, lines, reader)
 
 
 @dataclass

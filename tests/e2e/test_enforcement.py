@@ -85,6 +85,8 @@ def test_resolve_keeps_sni_and_reuses_one_upstream_connection(
     ctx = ssl.create_default_context(cafile=str(enforcing.ca_file))
     conn = http.client.HTTPSConnection("127.0.0.1", enforcing.port, timeout=10, context=ctx)
     conn.set_tunnel("api.example.com", 443)
+    # A first call of the session also makes TlsAudit's one TLS 1.2 probe of the host.
+    assert send(enforcing, "https://api.example.com/keepalive-warmup", MP_HEADERS).status == 200
     before = upstream.snapshot()[0]
     sni_before = len(certs.sni_seen)
     for i in range(10):

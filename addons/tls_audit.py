@@ -1,0 +1,457 @@
+"""Holds every in-scope call's upstream TLS connection to the phone's certificate rules
+(SPEC §6), and fails the call where the phone would.
+
+Each connection is judged once, when its handshake completes or fails; the verdict is
+cached per host, port, chain fingerprint, version and cipher, so a keep-alive pool or a
+busy host costs one judgement. The per-platform part (tls.ats fails on iOS, warns
+elsewhere) is applied per flow, so the same certificate can fail for an iPhone and pass
+for an Android phone in one session, each with its own log line.
+
+How a verdict reaches the wire:
+
+- mitmproxy verifies upstream certificates with OpenSSL. For an in-scope client wxgate
+  takes that decision over with a verify callback on the upstream handshake (installed
+  after mitmproxy's `tlsconfig` built the connection), so that the phone's rules decide:
+  an ATS-only defect passes for an Android client (OpenSSL alone refuses a SHA-1,
+  RSA-1024 or clientAuth-only leaf for everyone), and an error for this client refuses
+  the handshake, so that, as on the phone, no request reaches the server.
+- A refused handshake fires `tls_failed_server` and then the flow's `error`: the flow
+  gets its rule there and, with `block_with: fail`, is killed, so the client sees the
+  connection fail instead of mitmproxy's 502. (With `block_with: response` mitmproxy's
+  502 stands: a hook can't answer a flow whose upstream connection failed.)
+- What only shows after the handshake (a TLS 1.2 cipher without forward secrecy), a
+  chain OpenSSL trusts but the rules refuse under `block_with: response` (so that the
+  client gets the explanatory body), and everything under `ssl_insecure`, is blocked
+  when the response headers arrive, before the response is delivered.
+- `mode: report` is DevTools' "do not verify": every handshake of an in-scope client is
+  accepted and the call goes through, logged.
+
+tls.no_legacy needs to know whether the server still accepts TLS 1.2, which a TLS 1.3
+connection does not show: one extra TLS 1.2 handshake per host and address, made by the
+first in-scope call on such a connection before its response is delivered; live only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cryptography import x509
+from mitmproxy import connection, ctx, http, tls
+from OpenSSL import SSL
+
+from . import events
+from .check_cert import load_roots, system_roots
+from .policy.rules import Violation
+from .policy.tls_rules import (
+    ChainVerdict,
+    audit_chain,
+    chain_fingerprint,
+    check_legacy,
+    classify_handshake_error,
+    for_platform,
+    parse_version,
+    rules_judge,
+)
+from .state import Runtime
+from .verdict import answered, enforce, fail_closed, info_of, may_block, record
+
+META_TLS = "wxgate_tls"
+LEGACY_PROBE_TIMEOUT_S = 5.0
+# Bounds for the per-connection tables: entries outlive their connection only this long.
+MAX_ENTRIES = 4096
+
+Address = tuple[str, int]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """Who is on a client connection: decides how its next upstream handshake is judged."""
+
+    in_scope: bool
+    platform: str | None
+
+
+@dataclass
+class ConnVerdict:
+    """One upstream connection's verdict, before the per-platform part."""
+
+    host: str
+    violations: list[Violation]
+    trusted: bool = False
+    fingerprint: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    # The handshake error, when the handshake failed.
+    refused: str | None = None
+    # Judging raised: every flow on the connection is failed closed.
+    error: str | None = None
+    # (name, address) to probe for TLS 1.2 (tls.no_legacy): a live TLS 1.3 connection.
+    legacy_probe: tuple[str, Address] | None = None
+
+
+def crypto_cert(cert: Any) -> x509.Certificate:
+    """A mitmproxy `certs.Cert` as a cryptography certificate (11.0 has no to_cryptography)."""
+    to_crypto = getattr(cert, "to_cryptography", None)
+    if to_crypto is not None:
+        result: x509.Certificate = to_crypto()
+        return result
+    return x509.load_pem_x509_certificate(cert.to_pem())
+
+
+def peer_chain(conn: SSL.Connection) -> list[x509.Certificate]:
+    """The chain the server sent, leaf first; available from the verify callback on."""
+    try:
+        chain = conn.get_peer_cert_chain(as_cryptography=True)
+    except TypeError:  # pyOpenSSL before 24.3
+        chain = [c.to_cryptography() for c in conn.get_peer_cert_chain() or []]
+    return list(chain or [])
+
+
+def negotiated(conn: SSL.Connection) -> tuple[str | None, str | None]:
+    """Version and cipher while the handshake runs; the cipher only for TLS 1.3, where it is
+    already settled (a TLS 1.2 cipher shows only once the handshake is done)."""
+    version = conn.get_protocol_version_name()
+    cipher = conn.get_cipher_name() if parse_version(version) == (1, 3) else None
+    return version, cipher
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def accepts_tls12(address: Address, servername: str,
+                        timeout: float = LEGACY_PROBE_TIMEOUT_S) -> bool | None:
+    """One TLS 1.2-only handshake: True accepted, False refused, None unreachable."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(
+            address[0], address[1], ssl=context,
+            server_hostname="" if _is_ip(servername) else servername), timeout)
+    except ssl.SSLError:
+        return False
+    except (OSError, TimeoutError):
+        return None
+    writer.close()
+    with contextlib.suppress(OSError, ssl.SSLError):
+        await writer.wait_closed()
+    return True
+
+
+def _put(table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MAX_ENTRIES:
+        table.popitem(last=False)
+
+
+class TlsAudit:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.judgements = 0  # chains actually judged (cache misses)
+        self._roots: list[x509.Certificate] | None = None
+        self._judged: OrderedDict[tuple[Any, ...], ChainVerdict] = OrderedDict()
+        self._conns: OrderedDict[str, ConnVerdict] = OrderedDict()
+        self._failed: OrderedDict[tuple[Any, Any], ConnVerdict] = OrderedDict()
+        self._clients: OrderedDict[Any, ClientView] = OrderedDict()
+        self._legacy: OrderedDict[tuple[str, Address], asyncio.Task[bool | None]] = (
+            OrderedDict())
+        self._pending: dict[str, tuple[ConnVerdict, list[Violation]]] = {}
+
+    # --- judging ------------------------------------------------------------------------------
+
+    def roots(self) -> list[x509.Certificate]:
+        """System roots plus mitmproxy's ssl_verify_upstream_trusted_ca/_confdir."""
+        if self._roots is None:
+            roots = list(system_roots())
+            extra: list[Path] = []
+            ca_file = getattr(ctx.options, "ssl_verify_upstream_trusted_ca", None)
+            ca_dir = getattr(ctx.options, "ssl_verify_upstream_trusted_confdir", None)
+            if ca_file:
+                extra.append(Path(ca_file))
+            if ca_dir and Path(ca_dir).is_dir():
+                extra += [p for p in sorted(Path(ca_dir).iterdir()) if p.is_file()]
+            try:
+                roots += load_roots(extra)
+            except OSError as exc:
+                events.logger().error("wxgate_error", hook="TlsAudit.roots",
+                                      error=f"cannot read upstream trust roots: {exc}")
+            self._roots = roots
+        return self._roots
+
+    def judge(self, chain: Sequence[x509.Certificate], host: str, port: int,
+              tls_version: str | None, cipher: str | None, now: datetime) -> ChainVerdict:
+        key = (host.lower(), port, chain_fingerprint(chain), tls_version, cipher)
+        verdict = self._judged.get(key)
+        if verdict is None:
+            verdict = audit_chain(chain, host, tls_version, cipher, self.roots(),
+                                  self.runtime.config.tls, now)
+            self.judgements += 1
+        _put(self._judged, key, verdict)
+        return verdict
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def configure(self, updated: set[str]) -> None:
+        if updated & {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir",
+                      "wxgate_config"}:
+            # New roots or new tls: rules make every cached verdict stale.
+            self._roots = None
+            self._judged.clear()
+
+    def running(self) -> None:
+        # Load the trust store now rather than inside the first handshake.
+        self.roots()
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Under connection_strategy=lazy the upstream handshake follows this flow's request
+        # hooks: remember who it is for.
+        if answered(flow):
+            return
+        info = info_of(flow)
+        _put(self._clients, flow.client_conn.peername, ClientView(info.in_scope, info.platform))
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._clients.pop(client.peername, None)
+        for key in [k for k in self._failed if k[0] == client.peername]:
+            del self._failed[key]
+
+    # --- the upstream handshake ---------------------------------------------------------------
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        server = data.conn
+        if data.ssl_conn is not None or data.is_dtls or not isinstance(server, connection.Server):
+            return
+        if getattr(ctx.options, "ssl_insecure", False):
+            return  # verification is off; flows are still judged after the handshake
+        view = self._clients.get(data.context.client.peername)
+        if view is None or not view.in_scope:
+            return  # mitmproxy's own verification stands for calls wxgate does not judge
+        builder = ctx.master.addons.get("tlsconfig")
+        if builder is None:
+            return
+        # tlsconfig runs after script addons; let it build the connection (SNI, ALPN,
+        # ciphers, hostname check) and then put the phone's rules on top.
+        builder.tls_start_server(data)
+        if data.ssl_conn is None:
+            return
+        check = _HandshakeCheck(self, server, view)
+        data.ssl_conn.set_verify(SSL.VERIFY_PEER, check.verify)
+
+    def tls_established_server(self, data: tls.TlsData) -> None:
+        server = data.conn
+        if not isinstance(server, connection.Server):
+            return
+        host = server.sni or (server.address[0] if server.address else "")
+        try:
+            chain = [crypto_cert(c) for c in server.certificate_list]
+            if not chain:
+                return
+            port = server.address[1] if server.address else 443
+            verdict = self.judge(chain, host, port, server.tls_version, server.cipher,
+                                 _when(server.timestamp_tls_setup))
+            result = ConnVerdict(host, verdict.violations, verdict.trusted,
+                                 verdict.fingerprint, server.tls_version, server.cipher)
+            # Only a live handshake can be probed: the offline audit replays this hook
+            # without one, and must not touch the network.
+            if (data.ssl_conn is not None and server.address
+                    and parse_version(server.tls_version) == (1, 3)):
+                result.legacy_probe = (host, server.address)
+        except Exception as exc:  # noqa: BLE001 - recorded, and fails the flows closed
+            events.logger().error("wxgate_error", hook="TlsAudit.tls_established_server",
+                                  error=f"{type(exc).__name__}: {exc}", host=host)
+            result = ConnVerdict(host, [], error=f"{type(exc).__name__}: {exc}")
+        _put(self._conns, server.id, result)
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        server = data.conn
+        if not isinstance(server, connection.Server):
+            return
+        host = server.sni or (server.address[0] if server.address else "")
+        message = str(server.error or "the TLS handshake failed")
+        result = ConnVerdict(host, [], refused=message)
+        try:
+            # The chain arrives before verification, so a refused handshake still has it
+            # (none when the versions did not match).
+            ssl_conn = data.ssl_conn
+            chain = peer_chain(ssl_conn) if ssl_conn is not None else []
+            if ssl_conn is not None and chain:
+                version, cipher = negotiated(ssl_conn)
+                verdict = self.judge(chain, host, server.address[1] if server.address else 443,
+                                     version, cipher, datetime.now(UTC))
+                result = ConnVerdict(host, verdict.violations, verdict.trusted,
+                                     verdict.fingerprint, version, cipher, refused=message)
+        except Exception as exc:  # noqa: BLE001 - the message alone still classifies it
+            events.logger().error("wxgate_error", hook="TlsAudit.tls_failed_server",
+                                  error=f"{type(exc).__name__}: {exc}", host=host)
+        _put(self._failed, (data.context.client.peername, server.address), result)
+
+    def _legacy_probe(self, host: str, address: Address) -> asyncio.Task[bool | None]:
+        key = (host, address)
+        task = self._legacy.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(accepts_tls12(address, host))
+            _put(self._legacy, key, task)
+        return task
+
+    # --- the flows ----------------------------------------------------------------------------
+
+    @fail_closed
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        info = info_of(flow)
+        if not info.in_scope or info.decision == "blocked" or META_TLS in flow.metadata:
+            return
+        verdict = self._conns.get(flow.server_conn.id)
+        if verdict is None:
+            return
+        if verdict.error:
+            raise RuntimeError(f"judging the upstream TLS failed: {verdict.error}")
+        violations = list(verdict.violations)
+        if verdict.legacy_probe is not None and flow.live:
+            # Started by the first call that needs it and awaited by it, so the probe's
+            # connection never lands on the server while nothing waits for it.
+            probe = self._legacy_probe(*verdict.legacy_probe)
+            try:
+                accepts = await asyncio.wait_for(asyncio.shield(probe), LEGACY_PROBE_TIMEOUT_S)
+            except TimeoutError:
+                accepts = None
+            if accepts is False:
+                violations.append(check_legacy(False, True).violation())
+        violations = self._for_flow(flow, violations)
+        blocks = any(v.fails_call for v in violations) and may_block(flow, self.runtime)
+        if blocks and self.runtime.config.block_with == "response" and flow.response:
+            # The explanatory response replaces the real one once its body is in; it
+            # must not be streamed to the client before that.
+            flow.response.stream = False
+            self._pending[flow.id] = (verdict, violations)
+            return
+        self._apply(flow, verdict, violations, refused=False)
+
+    @fail_closed
+    def response(self, flow: http.HTTPFlow) -> None:
+        pending = self._pending.pop(flow.id, None)
+        if pending is not None:
+            self._apply(flow, *pending, refused=False)
+
+    @fail_closed
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._pending.pop(flow.id, None)
+        info = info_of(flow)
+        if (not info.in_scope or META_TLS in flow.metadata or flow.error is None
+                or flow.response is not None):
+            return
+        message = flow.error.msg
+        verdict = self._failed.get((flow.client_conn.peername,
+                                    (flow.request.host, flow.request.port)))
+        if verdict is None or not verdict.refused or verdict.refused not in message:
+            # No handshake seen (an offline capture, a refusal before the hooks): the
+            # message is all there is.
+            if classify_handshake_error(message) is None:
+                return
+            verdict = ConnVerdict(flow.request.pretty_host, [], refused=message)
+        violations = self._for_flow(flow, verdict.violations)
+        if not any(v.fails_call for v in violations):
+            # The chain shows nothing that fails this client, yet the handshake failed:
+            # say what the handshake said (a version mismatch has no chain at all).
+            rule = classify_handshake_error(verdict.refused or message)
+            if rule is not None and rule not in {v.rule for v in violations}:
+                violations += self._for_flow(flow, [Violation(
+                    rule, f"the upstream TLS handshake failed: {verdict.refused}")])
+        if violations:
+            self._apply(flow, verdict, violations, refused=True)
+
+    def _for_flow(self, flow: http.HTTPFlow, violations: list[Violation]) -> list[Violation]:
+        info = info_of(flow)
+        return [replace(v, api=info.api) for v in for_platform(violations, info.platform)]
+
+    def _apply(self, flow: http.HTTPFlow, verdict: ConnVerdict, violations: list[Violation],
+               refused: bool) -> None:
+        """One log line per violation for this flow; the first one that fails the call
+        blocks it."""
+        blocked = False
+        for violation in violations:
+            blocks = violation.fails_call and may_block(flow, self.runtime)
+            if blocks and not blocked:
+                blocked = True
+                if refused:
+                    # mitmproxy already failed the call; only how the client sees it is left.
+                    record(flow, violation, self.runtime, "blocked")
+                    self.runtime.blocked += 1
+                    if self.runtime.config.block_with == "fail" and flow.killable:
+                        flow.kill()
+                else:
+                    enforce(flow, violation, self.runtime)
+            else:
+                record(flow, violation, self.runtime, "blocked" if blocks else "reported")
+        flow.metadata[META_TLS] = {
+            "host": verdict.host,
+            "fingerprint": verdict.fingerprint,
+            "tls_version": verdict.tls_version,
+            "cipher": verdict.cipher,
+            "handshake_error": verdict.refused,
+            "rules": [v.rule for v in violations],
+            "decision": "blocked" if blocked else ("reported" if violations else "passed"),
+        }
+
+
+class _HandshakeCheck:
+    """The verify callback of one upstream handshake: the rules' verdict, not OpenSSL's,
+    decides for an in-scope client."""
+
+    def __init__(self, audit: TlsAudit, server: connection.Server, view: ClientView) -> None:
+        self.audit = audit
+        self.server = server
+        self.view = view
+        self.verdict: ChainVerdict | None = None
+
+    def verify(self, conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+        try:
+            return self._verify(conn, errno, depth, bool(ok))
+        except Exception as exc:  # noqa: BLE001 - an exception here would be re-raised
+            # inside mitmproxy's handshake; fail closed where wxgate enforces instead.
+            events.logger().error("wxgate_error", hook="TlsAudit.verify",
+                                  error=f"{type(exc).__name__}: {exc}", host=self.server.sni)
+            return bool(ok) and self.audit.runtime.mode != "enforce"
+
+    def _verify(self, conn: SSL.Connection, errno: int, depth: int, ok: bool) -> bool:
+        if self.verdict is None:
+            # The chain is complete from the first call on: OpenSSL keeps what was sent
+            # before verifying it. A TLS 1.2 cipher is not known yet; the established
+            # hook judges it.
+            host = self.server.sni or (self.server.address[0] if self.server.address else "")
+            port = self.server.address[1] if self.server.address else 443
+            version, cipher = negotiated(conn)
+            self.verdict = self.audit.judge(peer_chain(conn), host, port, version, cipher,
+                                            datetime.now(UTC))
+        runtime = self.audit.runtime
+        if runtime.mode != "enforce":
+            return True  # DevTools' "do not verify": log, never block
+        violations = for_platform(self.verdict.violations, self.view.platform)
+        blocking = any(v.fails_call for v in violations)
+        if not ok:
+            return not blocking and rules_judge(errno)
+        # OpenSSL calls for the leaf (depth 0) last. A chain OpenSSL accepts but the rules
+        # refuse fails here under block_with: fail; under response the handshake completes
+        # and the explanatory response replaces the server's.
+        return not (depth == 0 and blocking and runtime.config.block_with == "fail")
+
+
+def _when(timestamp: float | None) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else datetime.now(UTC)
