@@ -8,13 +8,9 @@ chain built in the test (`tests.tls_chains`) exactly as written, under its own n
 from __future__ import annotations
 
 import ssl
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from addons import wxgate
-from addons.tls_audit import TlsAudit
 
 from ..tls_chains import EXPECTED_ATS, EXPECTED_RULE, Pki
 from .harness import APPID, REFERER, Proxy, Upstream, start_proxy
@@ -110,19 +106,6 @@ def tls_config(lab: Lab, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def proxy_cmd(workdir: Path) -> list[str] | None:
-    """`wxgate run` once TlsAudit is in the addon list; until then mitmdump with a
-    script that adds it, with the flags `wxgate run` passes."""
-    if any(isinstance(a, TlsAudit) for a in wxgate.addons):
-        return None
-    mitmdump = Path(sys.executable).parent / "mitmdump"
-    script = Path(__file__).resolve().parent / "tls_proxy.py"
-    return [str(mitmdump), "-s", str(script),
-            "--set", f"wxgate_config={(workdir / 'wxgate.yaml').resolve()}",
-            "--set", "connection_strategy=lazy", "-p", "0", "--listen-host", "127.0.0.1"]
-
-
 def start_tls_proxy(workdir: Path, lab: Lab, extra: list[str] | None = None,
                     **overrides: Any) -> Proxy:
-    return start_proxy(workdir, tls_config(lab, **overrides), lab.root_file, extra,
-                       cmd=proxy_cmd(workdir))
+    return start_proxy(workdir, tls_config(lab, **overrides), lab.root_file, extra)
