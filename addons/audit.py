@@ -847,15 +847,3 @@ def _print_summary(result: AuditResult, args: argparse.Namespace) -> None:
     verdict = {0: "PASS", 1: "FAIL", 2: "BAD INPUT"}[code]
     print(f"{verdict}: {failing} violation{'s' if failing != 1 else ''} at or above "
           f"{args.fail_on}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m addons.audit`, for use before the `wxgate` command wires it in."""
-    parser = argparse.ArgumentParser(prog="wxgate")
-    add_audit_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["audit", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from OpenSSL import SSL
 
 from .policy.config import ConfigError, TlsRules, load_config
+from .policy.hosts import is_ip_literal
 from .policy.rules import RULES
 from .policy.tls_rules import (
     Check,
@@ -139,14 +140,6 @@ def parse_target(text: str) -> tuple[str, int]:
     return host, port
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _ssl_error(exc: SSL.Error) -> str:
     """OpenSSL's error queue as one phrase ("tlsv1 alert protocol version")."""
     args = exc.args[0] if exc.args else None
@@ -197,7 +190,7 @@ def probe(host: str, port: int, servername: str | None, version: tuple[str, int]
         context.set_verify(SSL.VERIFY_NONE)
         sock.setblocking(False)
         conn = SSL.Connection(context, sock)
-        if servername and not _is_ip(servername):
+        if servername and not is_ip_literal(servername):
             conn.set_tlsext_host_name(servername.encode("idna"))
         conn.set_connect_state()
         while True:
@@ -415,7 +408,7 @@ def _run(args: argparse.Namespace) -> int:
             return _fail(f"--cafile {args.cafile} holds no PEM certificate.")
     else:
         roots = system_roots()
-    servername = args.servername or (None if _is_ip(host) else host)
+    servername = args.servername or (None if is_ip_literal(host) else host)
     try:
         report = check_server(host, port, servername, roots, rules, args.timeout)
     except CannotConnect as exc:
@@ -425,14 +418,3 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(as_text(report))
     return 1 if report.failed else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="wxgate")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["check-cert", *(sys.argv[1:] if argv is None else argv)])
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -684,15 +684,3 @@ def run_report(args: argparse.Namespace) -> int:
         if written:
             print(f"{label} report: {written}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m addons.report`, for use before the `wxgate` command wires it in."""
-    parser = argparse.ArgumentParser(prog="wxgate")
-    add_report_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

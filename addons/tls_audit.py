@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -50,6 +49,7 @@ from OpenSSL import SSL
 
 from . import events
 from .check_cert import load_roots, system_roots
+from .policy.hosts import is_ip_literal
 from .policy.rules import Violation
 from .policy.tls_rules import (
     ChainVerdict,
@@ -125,14 +125,6 @@ def negotiated(conn: SSL.Connection) -> tuple[str | None, str | None]:
     return version, cipher
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def accepts_tls12(address: Address, servername: str,
                         timeout: float = LEGACY_PROBE_TIMEOUT_S) -> bool | None:
     """One TLS 1.2-only handshake: True accepted, False refused, None unreachable."""
@@ -144,7 +136,7 @@ async def accepts_tls12(address: Address, servername: str,
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(
             address[0], address[1], ssl=context,
-            server_hostname="" if _is_ip(servername) else servername), timeout)
+            server_hostname="" if is_ip_literal(servername) else servername), timeout)
     except ssl.SSLError:
         return False
     except (OSError, TimeoutError):

@@ -4,7 +4,7 @@
 #   bench/screenshot_report.sh [REPORT.html] [OUT.png]
 #
 # Without REPORT.html, builds a sample capture (several apps, every kind of verdict the
-# audit judges offline), audits it with `python -m addons.audit` and shoots that report.
+# audit judges offline), audits it with `python -m addons.cli audit` and shoots that report.
 # Needs /usr/bin/chromium (Debian: apt-get install chromium). Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ write_har(out / "sample.har", [
 ])
 write_config(out)
 PY
-  "$PYTHON" -m addons.audit "$OUTDIR/sample.mitm" "$OUTDIR/sample.har" -c "$OUTDIR/wxgate.yaml" \
+  "$PYTHON" -m addons.cli audit "$OUTDIR/sample.mitm" "$OUTDIR/sample.har" -c "$OUTDIR/wxgate.yaml" \
     --html "$REPORT" --no-progress > /dev/null || [ $? -eq 1 ]
 fi
 PROFILE=$(mktemp -d)

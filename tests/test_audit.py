@@ -14,7 +14,8 @@ from mitmproxy.io import FlowWriter, tnetstring
 
 from addons import audit as audit_module
 from addons import events
-from addons.audit import Progress, main
+from addons.audit import Progress
+from addons.cli import main as cli_main
 from addons.state import Runtime
 from addons.wxgate import make_addons
 
@@ -48,8 +49,8 @@ FLOW_FILE_RULES = Counter({
 def run(tmp_path: Path, *files: Path, extra: tuple[str, ...] = ()
         ) -> tuple[int, list[dict[str, Any]]]:
     out = tmp_path / "audit.jsonl"
-    code = main([*map(str, files), "-c", str(write_config(tmp_path)), "--jsonl", str(out),
-                 "--no-progress", *extra])
+    code = cli_main(["audit", *map(str, files), "-c", str(write_config(tmp_path)),
+                     "--jsonl", str(out), "--no-progress", *extra])
     return code, [e for e in read_jsonl(out) if e["event"] == "violation"]
 
 
@@ -298,7 +299,7 @@ def test_a_missing_file_and_a_bad_config_each_give_one_sentence(
         f"wxgate audit: {missing} does not exist."]
     bad = tmp_path / "bad.yaml"
     bad.write_text("limits:\n  concurency: 3\n")
-    code = main([str(missing), "-c", str(bad), "--no-progress"])
+    code = cli_main(["audit", str(missing), "-c", str(bad), "--no-progress"])
     assert code == 2
     [sentence] = stderr_sentences(capsys.readouterr().err)
     assert "unknown key 'concurency'" in sentence and "did you mean" in sentence
@@ -475,7 +476,7 @@ def test_passthrough_hosts_are_not_judged_as_the_proxy_tunnels_them(tmp_path: Pa
         # Passthrough matches the TLS SNI: plain HTTP to the same host is still judged.
         make_flow("http://evil.example.net/plain", start=T0 + 1, headers=MP)])
     out = tmp_path / "out.jsonl"
-    assert main([str(capture), "-c", str(config), "--jsonl", str(out)]) == 1
+    assert cli_main(["audit", str(capture), "-c", str(config), "--jsonl", str(out)]) == 1
     assert [(e["rule"], e["url"]) for e in read_jsonl(out)] == [
         ("scheme.insecure", "http://evil.example.net/plain")]
 

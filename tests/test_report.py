@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from addons.cli import main as cli_main
 from addons.policy.rules import RULES
-from addons.report import EXPLANATIONS, explanation, main
+from addons.report import EXPLANATIONS, explanation
 
 APP_A = "wx0123456789abcdef"
 APP_B = "wxfedcba9876543210"
@@ -86,7 +87,7 @@ class Page(HTMLParser):
 def render(tmp_path: Path, events: list[dict[str, Any]] = SAMPLE) -> tuple[str, Path]:
     log = write_log(tmp_path / "violations.jsonl", events)
     out, junit = tmp_path / "report.html", tmp_path / "report.xml"
-    assert main([str(log), "--html", str(out), "--junit", str(junit)]) == 0
+    assert cli_main(["report", str(log), "--html", str(out), "--junit", str(junit)]) == 0
     return out.read_text(), junit
 
 
@@ -188,7 +189,7 @@ def test_report_of_an_empty_log_is_clean(tmp_path: Path, capsys: pytest.CaptureF
 def test_a_line_cut_short_at_the_end_is_skipped_with_a_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     log = write_log(tmp_path / "cut.jsonl", SAMPLE[:2], tail='{"timestamp": "2026-11')
-    assert main([str(log), "--html", str(tmp_path / "r.html")]) == 0
+    assert cli_main(["report", str(log), "--html", str(tmp_path / "r.html")]) == 0
     err = capsys.readouterr().err
     assert err == f"wxgate report: {log} line 3 is cut short (the proxy stopped while " \
                   "writing it) and was skipped.\n"
@@ -204,18 +205,18 @@ def test_a_bad_log_gives_one_sentence_and_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, sentence: str):
     log = tmp_path / "bad.jsonl"
     log.write_text(content)
-    assert main([str(log), "--html", str(tmp_path / "r.html")]) == 2
+    assert cli_main(["report", str(log), "--html", str(tmp_path / "r.html")]) == 2
     assert capsys.readouterr().err == f"wxgate report: {log} {sentence}\n"
 
 
 def test_a_missing_log_or_unwritable_output_gives_one_sentence_and_exit_2(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    assert main([str(tmp_path / "nope.jsonl")]) == 2
+    assert cli_main(["report", str(tmp_path / "nope.jsonl")]) == 2
     assert capsys.readouterr().err == f"wxgate report: {tmp_path / 'nope.jsonl'} does not " \
                                       "exist.\n"
     log = write_log(tmp_path / "ok.jsonl", SAMPLE)
     out = tmp_path / "no-such-dir" / "r.html"
-    assert main([str(log), "--html", str(out)]) == 2
+    assert cli_main(["report", str(log), "--html", str(out)]) == 2
     assert re.fullmatch(rf"wxgate report: {re.escape(str(out))} cannot be written \(.+\)\.\n",
                         capsys.readouterr().err)
 
@@ -223,7 +224,7 @@ def test_a_missing_log_or_unwritable_output_gives_one_sentence_and_exit_2(
 def test_without_outputs_the_summary_is_printed(tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]):
     log = write_log(tmp_path / "ok.jsonl", SAMPLE)
-    assert main([str(log)]) == 0
+    assert cli_main(["report", str(log)]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "7 violations: 4 error, 1 warning, 2 info"
     assert "domain.not_listed" in out

@@ -12,6 +12,7 @@ Pure: standard library only, no I/O, no DNS.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -196,6 +197,10 @@ def _is_loopback_name(name: str) -> bool:
     return name in _LOOPBACK_NAMES or name.endswith(".localhost")
 
 
+# Every judged call classifies its host up to three times (interface, URL rules, resolve), and
+# IDNA nameprep dominated the per-call cost of the proxy; a client talks to a handful of hosts.
+# HostInfo is frozen, so sharing one between calls is safe; the bound caps a hostile mix.
+@functools.lru_cache(maxsize=4096)
 def classify_host(host: str) -> HostInfo:
     """Classify ``host`` (no port, brackets allowed).  Never raises."""
     text = _normalize(host)
@@ -217,3 +222,12 @@ def classify_host(host: str) -> HostInfo:
         return HostInfo(host, name, HostKind.IP, ip, trailing_dot)
     kind = HostKind.LOCALHOST if any(map(_is_loopback_name, forms)) else HostKind.NAME
     return HostInfo(host, name, kind, None, trailing_dot)
+
+
+def is_ip_literal(host: str) -> bool:
+    """A plain IP address as a socket API takes it (no SNI may be sent for one)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

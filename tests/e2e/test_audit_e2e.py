@@ -63,8 +63,9 @@ def test_audit_command_in_a_terminal_shows_progress_and_writes_every_report(tmp_
     out = {name: tmp_path / f"audit.{name}" for name in ("html", "xml", "jsonl")}
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "addons.audit", str(capture), "-c", str(write_config(tmp_path)),
-         "--html", str(out["html"]), "--junit", str(out["xml"]), "--jsonl", str(out["jsonl"])],
+        [sys.executable, "-m", "addons.cli", "audit", str(capture),
+         "-c", str(write_config(tmp_path)), "--html", str(out["html"]),
+         "--junit", str(out["xml"]), "--jsonl", str(out["jsonl"])],
         stdout=subprocess.PIPE, stderr=secondary, cwd=Path(SCRIPT).parent.parent)
     os.close(secondary)
     terminal = b""

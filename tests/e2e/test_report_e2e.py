@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from addons.report import main
+from addons.cli import main as cli_main
 
 from ..test_report import SAMPLE, write_log
 
@@ -34,7 +34,8 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def report(tmp_path: Path) -> Path:
     out = tmp_path / "report.html"
-    assert main([str(write_log(tmp_path / "v.jsonl", SAMPLE)), "--html", str(out)]) == 0
+    log = write_log(tmp_path / "v.jsonl", SAMPLE)
+    assert cli_main(["report", str(log), "--html", str(out)]) == 0
     return out
 
 

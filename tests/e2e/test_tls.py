@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from addons import check_cert
+from addons import check_cert, cli
 from addons.policy.config import TlsRules
 
 from .harness import Proxy, Reply, iter_fields, send
@@ -181,7 +181,7 @@ def test_block_with_response_after_a_refused_handshake_is_mitmproxys_502(answeri
 
 def check_cert_json(lab: Lab, case: Case, capsys: pytest.CaptureFixture[str]
                     ) -> tuple[int, dict[str, Any]]:
-    code = check_cert.main([f"127.0.0.1:{lab.port(case)}", "--servername", case.host,
+    code = cli.main(["check-cert", f"127.0.0.1:{lab.port(case)}", "--servername", case.host,
                             "--cafile", str(lab.root_file), "--json", "--timeout", "5"])
     return code, json.loads(capsys.readouterr().out)
 
@@ -206,7 +206,7 @@ def test_check_cert_yields_exactly_the_rule_of_each_defect(
 def test_check_cert_prints_a_table_and_the_chain_as_sent(lab: Lab):
     case = CASE["leaf_only"]
     done = subprocess.run(
-        [sys.executable, "-m", "addons.check_cert", f"127.0.0.1:{lab.port(case)}",
+        [sys.executable, "-m", "addons.cli", "check-cert", f"127.0.0.1:{lab.port(case)}",
          "--servername", case.host, "--cafile", str(lab.root_file)],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
@@ -224,7 +224,8 @@ def test_check_cert_prints_a_table_and_the_chain_as_sent(lab: Lab):
     ["127.0.0.1:443", "--cafile", "/nonexistent/ca.pem"],
 ], ids=["refused-port", "bad-target", "bad-port", "missing-cafile"])
 def test_check_cert_that_cannot_run_says_so_in_one_sentence(args: list[str], tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "addons.check_cert", *args, "--timeout", "5"],
+    done = subprocess.run([sys.executable, "-m", "addons.cli", "check-cert", *args,
+                           "--timeout", "5"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stdout == ""
