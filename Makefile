@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8080
 CONFIG ?= config/default.yaml
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean bench
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(VENV)/.stamp
 # exists, again on mitmproxy 12; says which lines ran.
 test: $(VENV)/.stamp lint
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/test-lines.sh
+
+# Benchmarks against bare mitmdump in the same run (not part of CI); writes bench/RESULTS.md.
+bench: $(VENV)/.stamp
+	$(VENV)/bin/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .venv-py3* .pytest_cache .mypy_cache .ruff_cache
