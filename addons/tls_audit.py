@@ -37,11 +37,11 @@ import asyncio
 import contextlib
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography import x509
 from mitmproxy import connection, ctx, http, tls
@@ -70,7 +70,6 @@ LEGACY_PROBE_TIMEOUT_S = 5.0
 MAX_ENTRIES = 4096
 
 Address = tuple[str, int]
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
