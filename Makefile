@@ -26,9 +26,11 @@ lint: $(VENV)/.stamp
 test: $(VENV)/.stamp lint
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/test-lines.sh
 
-# Benchmarks against bare mitmdump in the same run (not part of CI); writes bench/RESULTS.md.
+# Benchmarks against bare mitmdump in the same run (not part of `make test` or CI): about
+# 20 minutes on 2 cores; installs wrk with apt-get when missing; appends bench/RESULTS.md.
+# BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.stamp
-	$(VENV)/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-py3* .pytest_cache .mypy_cache .ruff_cache
