@@ -4,8 +4,9 @@
 - a long soak with client aborts and upstream resets leaks no slot, keeps memory flat and
   logs each violation exactly once;
 - SIGTERM in the middle of load loses no log line of a call the client saw blocked;
-- a reload with a broken config keeps the running policy and says why;
-- an exception inside any enforcing hook blocks the call (fail closed).
+- a reload with a broken config keeps the running policy and says why.
+
+Fail closed (an exception inside any enforcing hook blocks the call) is tests/test_verdict.py.
 
 The load tests use tests/e2e/load.py (asyncio upstream and keep-alive clients), so that
 20,000 calls fit in the time of a test on a 2-core machine.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import inspect
 import json
 import random
 import secrets
@@ -24,31 +24,19 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mitmproxy import http as mhttp
 from mitmproxy import version as mversion
-from mitmproxy.test import taddons, tutils
 
-from addons import background, events, network_timeout, redirect_guard
-from addons.background import Background
-from addons.faults_injector import Faults
-from addons.identify import IdentifyApp
-from addons.network_timeout import NetworkTimeout
 from addons.policy.config import AppConfig, DomainEntry
 from addons.policy.hosts import HostKind, classify_host, is_lan_ip
 from addons.policy.urls import Target, judge_target
-from addons.redirect_guard import RedirectGuard
-from addons.verdict import info_of
-from addons.wxgate import make_addons
 
 from ..addon_helpers import APPID as UNIT_APPID
-from ..addon_helpers import mp_flow, runtime_for
 from ..policy.test_hosts import _disguise, _ipv4_spelling, _ipv6_spelling, _random_case
 from .harness import APPID, MP_HEADERS, Certs, Proxy, base_config, start_proxy, status
 from .load import Closed, FastUpstream, Tunnel, client_context, proc_status
@@ -459,104 +447,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# --------------------------------------------------------------------------- (e) fail closed
-
-
-def _boom(*_: object, **__: object) -> None:
-    raise RuntimeError("injected")
-
-
-def _break_background(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime.background[UNIT_APPID] = time.time()  # so the hook reaches its rule
-    monkeypatch.setattr(background, "Violation", _boom)
-
-
-def _break_timeout(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(network_timeout, "asyncio", SimpleNamespace(get_running_loop=_boom))
-
-
-def _break_faults(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A fault must be set, or the hook skips deciding at all.
-    monkeypatch.setattr(runtime.faults, "faults", {1: "a stand-in fault"})
-    monkeypatch.setattr(runtime.faults, "decide", _boom)
-
-
-def _break_redirect(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redirect_guard, "judge_target", _boom)
-
-
-# Enforcing hooks that tests/test_verdict.py does not break, and how to break each.
-LATE_HOOKS: list[tuple[type, str, Any]] = [
-    (Background, "requestheaders", _break_background),
-    (NetworkTimeout, "requestheaders", _break_timeout),
-    (Faults, "requestheaders", _break_faults),
-    (RedirectGuard, "response", _break_redirect),
-]
-
-
-@pytest.mark.parametrize(("addon_cls", "hook", "breaker"), LATE_HOOKS,
-                         ids=[f"{cls.__name__}.{hook}" for cls, hook, _ in LATE_HOOKS])
-@pytest.mark.parametrize("block_with", ["fail", "response"])
-def test_exception_in_enforcing_hook_blocks_the_flow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, addon_cls: type, hook: str,
-    breaker: Any, block_with: str,
-) -> None:
-    """An exception injected into the hook's rule code blocks the call and logs one
-    wxgate_error naming the hook: before the upstream as `block_with` says; in the
-    response stage the judged response is not delivered (killed, or the 403)."""
-    runtime = runtime_for(tmp_path)
-    runtime.install(runtime.config.__class__(**{**runtime.config.__dict__,
-                                                "block_with": block_with}))
-    events.configure("off")
-    events.SINK.open(tmp_path / "log.jsonl")
-    breaker(runtime, monkeypatch)
-    addon = addon_cls(runtime)
-    identify = IdentifyApp(runtime)
-
-    async def drive() -> mhttp.HTTPFlow:
-        flow = mp_flow()
-        identify.requestheaders(flow)
-        assert info_of(flow).in_scope
-        if hook == "response":
-            flow.response = tutils.tresp(status_code=302, content=b"")
-            flow.response.headers["Location"] = "https://evil.example.net/next"
-        result = getattr(addon, hook)(flow)
-        if inspect.isawaitable(result):
-            await result
-        return flow
-
-    with taddons.context(identify, addon):
-        flow = asyncio.run(drive())
-    events.SINK.close()
-    killed = flow.error is not None and flow.error.msg == "Connection killed."
-    refused = (flow.response is not None and flow.response.status_code == 403
-               and json.loads(flow.response.content or b"{}")["rule"] == "wxgate.error")
-    if hook == "response":
-        assert killed or refused, flow
-    elif block_with == "fail":
-        assert killed, flow
-    else:
-        assert refused, flow
-    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [e["event"] for e in logged] == ["wxgate_error"]
-    assert logged[0]["hook"] == f"{addon_cls.__name__}.{hook}" and "injected" in logged[0][
-        "error"]
-
-
-def test_every_enforcing_hook_has_a_fail_closed_test() -> None:
-    """Each hook of the live addon list that is wrapped to fail closed is broken by a test:
-    tests/test_verdict.py's table, the table above, or tests/test_tls_audit.py (TlsAudit).
-    A new enforcing hook without one fails here."""
-    from ..test_verdict import HOOKS
-
-    covered = {(cls.__name__, "requestheaders") for *_, cls, _ in HOOKS}
-    covered |= {(cls.__name__, hook) for cls, hook, _ in LATE_HOOKS}
-    wrapped = set()
-    for addon in make_addons():
-        for name, member in inspect.getmembers(type(addon), inspect.isfunction):
-            if getattr(member, "__wrapped__", None) and "fail_closed" in member.__qualname__:
-                wrapped.add((type(addon).__name__, name))
-    missing = {h for h in wrapped - covered if h[0] != "TlsAudit"}
-    assert missing == set()
