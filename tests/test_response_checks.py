@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 
 import pytest
+from mitmproxy.test import taddons, tutils
 
-from addons.response_checks import declared_charset, is_text, judge_body
+from addons import events
+from addons.identify import IdentifyApp
+from addons.response_checks import ResponseChecks, declared_charset, is_text, judge_body
+from addons.verdict import info_of
+
+from .addon_helpers import mp_flow, runtime_for
 
 BOM = codecs.BOM_UTF8
 
@@ -37,3 +44,21 @@ def test_charset_and_text_type_parsing():
     assert declared_charset('text/html; charset="GB2312"') == "gb2312"
     assert declared_charset("application/json") is None
     assert is_text("application/problem+json") and not is_text("application/octet-stream")
+
+
+@pytest.mark.parametrize(("strip", "expected"), [(False, BOM + BOM + b"{}"), (True, BOM + b"{}")])
+def test_strip_bom_option_strips_exactly_the_one_bom_the_client_strips(
+    tmp_path: Path, strip: bool, expected: bytes,
+):
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    identify, checks = IdentifyApp(runtime), ResponseChecks(runtime)
+    with taddons.context(identify, checks) as tctx:
+        tctx.configure(checks, wxgate_strip_bom=strip)
+        flow = mp_flow()
+        identify.requestheaders(flow)
+        flow.response = tutils.tresp(content=BOM + BOM + b"{}")
+        flow.response.headers["Content-Type"] = "application/json"
+        checks.response(flow)
+    assert flow.response.content == expected
+    assert "response.bom" in info_of(flow).rules
