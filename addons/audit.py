@@ -41,6 +41,7 @@ import heapq
 import json
 import logging
 import math
+import os
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ from .report import (
     ReportContext,
     Summary,
     iter_log,
+    open_input,
     summarize,
     summary_lines,
     write_outputs,
@@ -182,16 +184,9 @@ def open_capture(path: Path, progress: Progress | None = None) -> Capture:
     damage are audited and the damage is reported.
     """
     name = str(path)
-    try:
-        size = path.stat().st_size
-        fo = path.open("rb")
-    except FileNotFoundError:
-        raise InputError(f"{name} does not exist.") from None
-    except IsADirectoryError:
-        raise InputError(f"{name} is a directory, not a capture file.") from None
-    except OSError as exc:
-        raise InputError(f"{name} cannot be read ({exc.strerror or exc}).") from None
+    fo = open_input(path, "a capture file", InputError)
     with fo:
+        size = os.fstat(fo.fileno()).st_size
         if size == 0:
             raise InputError(f"{name} is empty (0 bytes): there are no flows to audit.")
         head = fo.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import io
 import json
 import re
 import shutil
@@ -30,6 +31,18 @@ SEVERITIES = ("error", "warning", "info")
 NO_APP = "(no app)"
 # XML 1.0 forbids these even as character references; a URL or detail may carry them.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def open_input(path: Path, kind: str, error: type[Exception]) -> io.BufferedReader:
+    """Open an input file for reading, or raise `error` with one sentence that says why."""
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise error(f"{path} does not exist.") from None
+    except IsADirectoryError:
+        raise error(f"{path} is a directory, not {kind}.") from None
+    except OSError as exc:
+        raise error(f"{path} cannot be read ({exc.strerror or exc}).") from None
 
 
 class LogError(Exception):
@@ -206,14 +219,7 @@ def iter_log(path: Path, warnings: list[str] | None = None) -> Iterator[dict[str
     A last line without its newline that does not parse is what a proxy killed mid-write
     leaves: it is skipped with a warning instead of refusing the whole log.
     """
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise LogError(f"{path} does not exist.") from None
-    except IsADirectoryError:
-        raise LogError(f"{path} is a directory, not a violation log.") from None
-    except OSError as exc:
-        raise LogError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    handle = open_input(path, "a violation log", LogError)
     with handle:
         number = 0
         for raw in handle:
