@@ -86,29 +86,33 @@ def may_block(flow: http.HTTPFlow, runtime: Runtime) -> bool:
     return runtime.mode == "enforce" and flow.live
 
 
-def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
-    """Log the violation and block the flow if the mode says so; True when blocked."""
+def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime,
+            under_way: bool = False) -> bool:
+    """Log the violation and block the flow if the mode says so; True when blocked.
+
+    A flow `under_way` (already past its hooks, waiting on the upstream or streaming) is
+    ended through the aborter; any other is answered the way `block_with` says.
+    """
     block = violation.fails_call and may_block(flow, runtime)
     record(flow, violation, runtime, "blocked" if block else "reported")
-    if block:
-        runtime.blocked += 1
+    if not block:
+        return False
+    runtime.blocked += 1
+    if under_way:
+        runtime.aborter.abort(flow, violation.rule)
+    else:
         _block(flow, runtime.config.block_with, {
             "rule": violation.rule,
             "errMsg": violation.err_msg,
             "errno": violation.errno,
             "detail": violation.detail,
         })
-    return block
+    return True
 
 
 def interrupt(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
-    """Like `enforce`, for a flow already on its way: ends it through the aborter."""
-    block = violation.fails_call and may_block(flow, runtime)
-    record(flow, violation, runtime, "blocked" if block else "reported")
-    if block:
-        runtime.blocked += 1
-        runtime.aborter.abort(flow, violation.rule)
-    return block
+    """`enforce` for a flow already on its way (timeouts, background)."""
+    return enforce(flow, violation, runtime, under_way=True)
 
 
 def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: str) -> None:
