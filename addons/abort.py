@@ -78,6 +78,14 @@ class FlowAborter:
             return "client closed"
         return "gone"
 
+    def close_client(self, client: connection.Client) -> bool:
+        """Close a client connection that has no flow to kill (an idle or half-open one)."""
+        handler = _handler(client)
+        if handler is None or not _owns(handler, client):
+            return False
+        handler.close_connection(client)
+        return True
+
     def error(self, flow: http.HTTPFlow) -> None:
         # Our own close of the upstream connection: kill instead of letting mitmproxy
         # answer 502, so the client fails the way the phone does.

@@ -2,8 +2,11 @@
 `--control-port` (option `wxgate_control_port`) on loopback. JSON in and out.
 
 A caller that is not on loopback must send `Authorization: Bearer <control.token>`;
-with no token configured, only loopback may use it. Loopback here means 127.0.0.1
-and ::1 exactly, so that another 127.x source address stands in for a LAN caller.
+with no token configured, only loopback may use it. Loopback here means the proxy's own
+TCP peer at 127.0.0.1 or ::1 exactly, so that another 127.x source address stands in for a
+LAN caller (and LocalDestinations keeps the proxy from carrying anyone to the control port).
+A call that changes state must be JSON and must not come from a web page (no `Origin`), so
+a page open in a browser that uses the proxy cannot forge one.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from mitmproxy.net.http.status_codes import RESPONSES
 from . import events, metrics
 from .background import Background
 from .faults import BackgroundWindow, parse_fault
+from .policy.exposure import is_loopback_peer
 from .state import Runtime
 
 CONTROL_HOST = "wxgate.local"
-LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _APP_ACTION = re.compile(r"^/apps/(?P<appid>[^/]+)/(?P<action>background|foreground)$")
 _FAULT_ID = re.compile(r"^/faults/(?P<id>\d+)$")
 
@@ -40,6 +44,22 @@ class Call:
     headers: dict[str, str]  # lowercased names
     body: bytes
     client: str
+
+
+def _has_body(request: http.Request) -> bool:
+    return "transfer-encoding" in request.headers or \
+        request.headers.get("content-length", "0").strip() not in ("", "0")
+
+
+def _cross_origin(call: Call) -> str | None:
+    """Why a state-changing call is refused as possibly forged by a web page, or None."""
+    if "origin" in call.headers:
+        return "calls that change state are refused when they carry an Origin header " \
+               "(a web page); use wxgate ctl or curl"
+    content_type = call.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        return "calls that change state need Content-Type: application/json"
+    return None
 
 
 def _encode(payload: dict[str, Any] | str) -> tuple[str, bytes]:
@@ -80,11 +100,11 @@ class ControlApi:
     # --- through the proxy -------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.request.pretty_host.lower() != CONTROL_HOST or flow.response is not None:
+        if flow.response is not None or flow.request.pretty_host.lower() != CONTROL_HOST:
             return
         flow.metadata["wxgate_control"] = True
         # The body arrives after this hook; answer in `request` when there is one.
-        if flow.request.method in ("GET", "DELETE", "HEAD"):
+        if flow.request.method in ("GET", "DELETE", "HEAD") or not _has_body(flow.request):
             self._answer(flow, b"")
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -92,12 +112,18 @@ class ControlApi:
             self._answer(flow, flow.request.raw_content or b"")
 
     def _answer(self, flow: http.HTTPFlow, body: bytes) -> None:
-        parts = urlsplit(flow.request.path)
-        peer = flow.client_conn.peername
-        call = Call(flow.request.method, parts.path, parse_qs(parts.query),
-                    {k.lower(): v for k, v in flow.request.headers.items()}, body,
-                    str(peer[0]) if peer else "")
-        status, payload = self.handle(call)
+        # Never forwarded: wxgate.local is no upstream, so even a failure here is answered.
+        try:
+            parts = urlsplit(flow.request.path)
+            peer = flow.client_conn.peername
+            call = Call(flow.request.method, parts.path, parse_qs(parts.query),
+                        {k.lower(): v for k, v in flow.request.headers.items()}, body,
+                        str(peer[0]) if peer else "")
+            status, payload = self.handle(call)
+        except Exception as exc:  # noqa: BLE001 - answer, never forward
+            events.logger().error("wxgate_error", hook="ControlApi", flow_id=flow.id,
+                                  error=f"{type(exc).__name__}: {exc}")
+            status, payload = 500, {"error": f"wxgate failed on this call ({type(exc).__name__})"}
         content_type, data = _encode(payload)
         flow.request.stream = False
         flow.metadata["wxgate_synthetic"] = True
@@ -142,6 +168,10 @@ class ControlApi:
                                     path=call.path)
             return 401, {"error": "the control API needs Authorization: Bearer <control.token> "
                                   "from anything but loopback"}
+        if call.method.upper() in STATE_CHANGING and (refusal := _cross_origin(call)):
+            events.logger().warning("control_refused", client=call.client, method=call.method,
+                                    path=call.path, reason=refusal)
+            return 403, {"error": refusal}
         status, payload = self._route(call)
         # Reads (health checks, scrapes, dashboards) would flood the log; changes don't.
         if call.method.upper() != "GET":
@@ -150,11 +180,12 @@ class ControlApi:
         return status, payload
 
     def _authorized(self, call: Call) -> bool:
-        if call.client in LOOPBACK:
+        if is_loopback_peer(call.client):
             return True
         token = self.runtime.config.control_token
-        sent = call.headers.get("authorization", "")
-        return bool(token) and hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+        # Header values arrive as latin-1/surrogate-escaped text: compare the bytes sent.
+        sent = call.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+        return bool(token) and hmac.compare_digest(sent, f"Bearer {token}".encode())
 
     def _route(self, call: Call) -> tuple[int, dict[str, Any] | str]:
         method, path = call.method.upper(), call.path.rstrip("/") or "/"

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         proxy = args.proxy or DEFAULT_PROXY
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
     request = urllib.request.Request(url, data=body, method=method)
-    if body is not None:
+    if method != "GET":
+        # The API refuses state changes that are not JSON (a web page's forged form post).
         request.add_header("Content-Type", "application/json")
     if args.token:
         request.add_header("Authorization", f"Bearer {args.token}")

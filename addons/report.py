@@ -92,6 +92,34 @@ EXPLANATIONS: dict[str, Explanation] = {
         "before following a 3xx whose Location leaves the list.",
         "Redirect only to listed domains (or list the target), or return the final URL in the "
         "response body."),
+    "domain.host_mismatch": Explanation(
+        "The client connects to the host of the URL it was given and names that same host in "
+        "Host and in the TLS SNI; a call whose connection goes to one host while it names "
+        "another is not something the real client sends.",
+        "Call the listed host directly; do not reach it through another address, and let "
+        "wxgate's resolve: setting map names to test servers."),
+    "webview.not_listed": Explanation(
+        "A <web-view> may open only https:// pages on the business domains configured in the "
+        "console; any other page is replaced by the client's 'non-business domain' notice.",
+        "Add the domain to the business domains (and to business_domains in the wxgate "
+        "config), or open a page that is already listed."),
+    "domain.redirect_not_listed": Explanation(
+        "The client re-checks every redirect hop against the domain list and fails the call "
+        "before following a 3xx whose Location leaves the list.",
+        "Redirect only to listed domains (or list the target), or return the final URL in the "
+        "response body."),
+    "domain.host_mismatch": Explanation(
+        "The host the proxy would connect to (the CONNECT target or the URL's host) is not the "
+        "host the request names (Host header, HTTP/2 :authority) or its TLS SNI. A real client "
+        "connects to the host of its URL, so such a call is a forged or broken client; wxgate "
+        "judges neither host and connects nowhere.",
+        "Send the request to the host its URL names; don't tunnel to an IP address while "
+        "naming a listed domain."),
+    "webview.not_listed": Explanation(
+        "A <web-view> may only navigate to the app's business domains (业务域名) over https; "
+        "anything else shows the client's own \"non-business domain\" page instead.",
+        "Add the host to the business domains in the WeChat console (and to business_domains "
+        "in the config), or open the page another way."),
     "referer.rewritten": Explanation(
         "The client always sends Referer https://servicewechat.com/{appid}/{version}/"
         "page-frame.html, which the mini program cannot change (version 0 for develop, trial "

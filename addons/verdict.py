@@ -12,16 +12,13 @@ import inspect
 import json
 import weakref
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mitmproxy import http
 
 from . import events
 from .policy.rules import Violation
 from .state import META, RESOLVED_FROM, FlowInfo, Runtime
-
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 # Keyed by the flow object itself: a replayed copy is a new flow, judged afresh.
 _INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDictionary()
@@ -146,8 +143,28 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
     publish(flow)
 
 
+# A blocked call's body up to this size is read so that the 403 can be sent; a larger one
+# (or one of unknown size) is never read: the connection ends instead (SPEC §8).
+MAX_BUFFERED_BLOCKED_BODY = 64 * 1024
+
+
+def body_to_come(request: http.Request) -> bool:
+    """At `requestheaders`: the request body is still to be read and may be large."""
+    if request.raw_content is not None:
+        return False  # already read (the `request` stage, or a loaded flow)
+    if "transfer-encoding" in request.headers:
+        return True
+    length = request.headers.get("content-length", "").strip()
+    if length:
+        return not length.isdigit() or int(length) > MAX_BUFFERED_BLOCKED_BODY
+    # HTTP/2 needs no content-length; a method that carries a body may send any size.
+    return request.is_http2 and request.method.upper() in ("POST", "PUT", "PATCH")
+
+
 def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
-    if block_with == "response":
+    # mitmproxy reads the whole body before sending a response set in `requestheaders`:
+    # for a large one, end the connection instead of holding it in memory.
+    if block_with == "response" and not body_to_come(flow.request):
         # A response can't be combined with a streamed request body; a blocked call
         # needs no streaming.
         flow.request.stream = False
@@ -162,7 +179,7 @@ def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
         flow.kill()
 
 
-def fail_closed(hook: F) -> F:
+def fail_closed[F: Callable[..., Any]](hook: F) -> F:
     """An exception inside an enforcing hook blocks the flow instead of forwarding it.
 
     mitmproxy logs a hook's exception and carries on with the flow; for a policy

@@ -1,12 +1,13 @@
 """The wxgate addons, in enforcement order: `mitmdump -s addons/wxgate.py`.
 
 Hook order is list order, so this list is the order in which rules are judged:
-answer the control host, identify the app and API, check the Referer, judge the
-URL, refuse calls of a backgrounded app, take a socket place, start the
-networkTimeout clock (so time queued counts, as on the phone), take an in-flight
+refuse clients outside `clients:` and destinations on this machine, answer the control
+host, identify the app and API, refuse a call whose named host is not the host connected,
+check the Referer, judge the URL, refuse calls of a backgrounded app, take a socket place,
+start the networkTimeout clock (so time queued counts, as on the phone), take an in-flight
 slot, apply faults, and only then point the request at its `resolve` target. The upstream
-TLS handshake is judged by the phone's certificate rules (TlsAudit) before any
-response is looked at; then a redirect is re-checked, then the response body.
+TLS handshake is judged by the phone's certificate rules (TlsAudit) before any response is
+looked at; then a redirect is re-checked, then the response body.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ if importlib.util.find_spec("addons") is None:
 
 from addons.background import Background
 from addons.banner import Banner
+from addons.client_filter import ClientFilter
 from addons.concurrency_limit import ConcurrencyLimit
 from addons.config_loader import ConfigLoader
 from addons.control_api import ControlApi
 from addons.domain_guard import DomainGuard
 from addons.faults_injector import Faults
+from addons.host_match import HostMatch
 from addons.identify import IdentifyApp
+from addons.idle_connections import IdleConnections
+from addons.local_destinations import LocalDestinations
 from addons.network_timeout import NetworkTimeout
 from addons.passthrough import Passthrough
 from addons.redirect_guard import RedirectGuard
@@ -37,6 +42,7 @@ from addons.socket_limit import SocketLimit
 from addons.state import Runtime
 from addons.summary import Summary
 from addons.tls_audit import TlsAudit
+from addons.websocket_memory import WebSocketMemory
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
@@ -44,10 +50,14 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
     background = Background(runtime)
     return [
         ConfigLoader(runtime),
+        ClientFilter(runtime),
+        LocalDestinations(runtime),
         ControlApi(runtime, background),
         Passthrough(runtime),
+        IdleConnections(runtime),
         runtime.aborter,
         IdentifyApp(runtime),
+        HostMatch(runtime),
         RefererGuard(runtime),
         DomainGuard(runtime),
         background,
@@ -61,6 +71,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         ResponseChecks(runtime),
         Banner(runtime),
         Summary(runtime),
+        WebSocketMemory(),
     ]
 
 

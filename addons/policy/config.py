@@ -8,6 +8,7 @@ the file, the line and the key.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -94,6 +95,8 @@ class AppConfig:
     project: str | None = None
     # project.config.json's setting.urlCheck; False = DevTools checks nothing.
     url_check: bool | None = None
+    # The web-view (业务域名) list: where a <web-view> may navigate.
+    business_domains: tuple[DomainEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,16 @@ class TlsRules:
 class LogConfig:
     path: str = "wxgate-violations.jsonl"
     console: str = "pretty"
+    # Longer string fields (URL, Referer, User-Agent, detail) are cut, the length noted.
+    max_field_bytes: int = 2048
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Loopback and the private ranges: the phones on the office Wi-Fi and DevTools.
+DEFAULT_CLIENTS: tuple[str, ...] = (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "fc00::/7", "fe80::/10",
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,10 @@ class Config:
     seed: int | None = None
     log: LogConfig = LogConfig()
     control_token: str | None = None
+    # Who may use the proxy (SPEC §8).
+    clients: tuple[IpNetwork, ...] = tuple(ipaddress.ip_network(c) for c in DEFAULT_CLIENTS)
+    # True lets LAN clients reach this machine's own loopback/link-local services.
+    local_destinations: bool = False
     source: str = "<default>"
 
     def app(self, appid: str | None) -> AppConfig | None:
@@ -255,14 +272,15 @@ def _kind(value: Any) -> str:
 
 TOP_KEYS = (
     "mode", "scope", "allow_lan_ip", "passthrough", "resolve", "block_with", "apps", "limits",
-    "rules", "tls", "faults", "seed", "log", "control",
+    "rules", "tls", "faults", "seed", "log", "control", "clients", "local_destinations",
 )
-APP_KEYS = ("appid", "version", "project", "domains", "domains_file", "network_timeout")
+APP_KEYS = ("appid", "version", "project", "domains", "domains_file", "business_domains",
+            "network_timeout")
 LIMIT_KEYS = ("concurrency", "concurrency_pool", "over_concurrency", "sockets",
               "background_grace_s")
 RULE_KEYS = ("max_domains", "max_timeout_ms", "socket_any_port")
 TLS_KEYS = ("min_version", "ats", "distrusted_issuers")
-LOG_KEYS = ("path", "console")
+LOG_KEYS = ("path", "console", "max_field_bytes")
 CONTROL_KEYS = ("token",)
 
 
@@ -432,7 +450,50 @@ def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: C
                            f"{rules.max_timeout_ms}", "config.timeout")
             value = rules.max_timeout_ms
         timeouts[api] = value
-    return AppConfig(appid, version, parsed, timeouts, project, url_check)
+    business = _business_domains(reader, sec, path)
+    return AppConfig(appid, version, parsed, timeouts, project, url_check, business)
+
+
+# The console's limit on business domains (业务域名) per mini program.
+MAX_BUSINESS_DOMAINS = 200
+
+
+def judge_business_domain(raw: str) -> tuple[str, str] | None:
+    """The console's verdict on one business domain: (rule id, reason), or None if accepted.
+
+    The server-domain rules for an https:// entry, and no port: the console takes letters,
+    digits, '-' and dots only.
+    """
+    verdict = judge_domain_entry("request", raw)
+    if verdict is not None:
+        rule, reason = verdict
+        if rule == "config.scheme":
+            reason = f"'{raw}' must start with https://: a web-view opens only https pages"
+        elif rule == "config.forbidden":
+            reason = f"'{raw}' may not be a business domain"
+        return rule, reason
+    entry = parse_domain_entry(raw)
+    if entry is not None and entry.port is not None:
+        return "config.invalid", f"'{raw}' names a port; a business domain is a name without one"
+    return None
+
+
+def _business_domains(reader: _Reader, sec: MarkedDict, path: str) -> tuple[DomainEntry, ...]:
+    key = _join(path, "business_domains")
+    seen: dict[str, DomainEntry] = {}
+    for raw, line in reader.str_list(sec, path, "business_domains"):
+        verdict = judge_business_domain(raw)
+        if verdict:
+            reader.problem(line, key, verdict[1], verdict[0])
+            continue
+        entry = parse_domain_entry(raw)
+        if entry:
+            seen.setdefault(entry.host, entry)
+    if len(seen) > MAX_BUSINESS_DOMAINS:
+        reader.problem(sec.key_lines.get("business_domains", sec.line), key,
+                       f"has {len(seen)} domains; the console accepts at most "
+                       f"{MAX_BUSINESS_DOMAINS} business domains", "config.too_many_domains")
+    return tuple(seen.values())
 
 
 def _resolve(reader: _Reader, node: MarkedDict) -> dict[tuple[str, int | None], tuple[str, int]]:
@@ -456,6 +517,19 @@ def _resolve(reader: _Reader, node: MarkedDict) -> dict[tuple[str, int | None], 
         else:
             out[(classify_host(src_addr[0]).name, src_addr[1])] = (dst_addr[0], dst_addr[1])
     return out
+
+
+def _clients(reader: _Reader, node: MarkedDict) -> tuple[IpNetwork, ...]:
+    if "clients" not in node or node["clients"] is None:
+        return Config.clients
+    networks = []
+    for i, (text, line) in enumerate(reader.str_list(node, "", "clients")):
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            reader.problem(line, f"clients[{i}]", f"'{text}' is not an address or CIDR range "
+                           "(such as 192.168.1.0/24)")
+    return tuple(networks)
 
 
 def _split_hostport(text: str) -> tuple[str, int | None] | None:
@@ -504,6 +578,8 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
     log = LogConfig(
         path=v(log_sec, "log", "path", str, LogConfig.path),
         console=v(log_sec, "log", "console", str, "pretty", choices=("pretty", "json", "off")),
+        max_field_bytes=v(log_sec, "log", "max_field_bytes", int, LogConfig.max_field_bytes,
+                          minimum=64),
     )
     control = reader.section(top.get("control"), "control", CONTROL_KEYS,
                              top.key_lines.get("control", 1))
@@ -567,6 +643,8 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
         seed=v(top, "", "seed", int, None),
         log=log,
         control_token=v(control, "control", "token", str, None),
+        clients=_clients(reader, top),
+        local_destinations=v(top, "", "local_destinations", bool, False),
         source=file,
     )
     return config, reader.problems

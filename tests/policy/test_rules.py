@@ -16,7 +16,9 @@ SPEC_SEVERITIES: dict[str, Severity] = {
     "domain.localhost": ERR,
     "domain.port_mismatch": ERR,
     "domain.forbidden": ERR,
+    "domain.host_mismatch": ERR,
     "domain.redirect_not_listed": ERR,
+    "webview.not_listed": ERR,  # the client shows its own page: no errMsg
     "referer.rewritten": INFO,
     "referer.invalid": WARN,
     "referer.appid_mismatch": ERR,
@@ -57,7 +59,8 @@ DOMAIN_FAIL_IDS = sorted(
 )
 NO_ERRMSG_IDS = sorted(
     rid for rid in SPEC_SEVERITIES
-    if rid.split(".")[0] in ("referer", "response", "config") or rid == "tls.no_legacy"
+    if rid.split(".")[0] in ("referer", "response", "config", "webview")
+    or rid == "tls.no_legacy"
 )
 
 
