@@ -65,7 +65,7 @@ class FlowAborter:
         if parked is not None and not parked.done():
             parked.set_result(None)
             return "woken"
-        handler = _handler(flow.client_conn)
+        handler = connection_handler(flow.client_conn)
         if handler is None:
             return "gone"
         server = flow.server_conn
@@ -80,7 +80,7 @@ class FlowAborter:
 
     def close_client(self, client: connection.Client) -> bool:
         """Close a client connection that has no flow to kill (an idle or half-open one)."""
-        handler = _handler(client)
+        handler = connection_handler(client)
         if handler is None or not _owns(handler, client):
             return False
         handler.close_connection(client)
@@ -93,7 +93,8 @@ class FlowAborter:
             flow.kill()
 
 
-def _handler(client: connection.Client) -> Any:
+def connection_handler(client: connection.Client) -> Any:
+    """The proxyserver's live handler of this client connection, or None (offline)."""
     try:
         proxyserver = ctx.master.addons.get("proxyserver")
     except Exception:  # noqa: BLE001 - no master (offline audit): nothing live to close

@@ -14,7 +14,7 @@ import time
 from mitmproxy import http
 
 from . import events
-from .policy.rules import Violation
+from .policy.rules import APIS, Violation
 from .state import Runtime
 from .verdict import enforce, fail_closed, info_of, interrupt, judgeable
 
@@ -68,7 +68,7 @@ class Background:
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         info = judgeable(flow)
-        if info is None or info.appid is None:
+        if info is None or info.appid is None or info.api not in APIS:  # wx calls only
             return
         since = self.runtime.background.get(info.appid)
         if since is not None:

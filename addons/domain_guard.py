@@ -1,4 +1,8 @@
-"""Scheme, whitelist, IP, localhost, port and forbidden-host rules, judged on the headers.
+"""Scheme, whitelist, IP, localhost, port and forbidden-host rules for wx API calls, and
+business_domains for web-view navigations, judged on the headers.
+
+Media the view layer loads and what a web-view page loads are judged by no list: only the
+certificate rules (TlsAudit) apply to them.
 
 Judged in `requestheaders`, not `request`: a streamed body connects upstream
 before `request` runs, and everything these rules need is in the headers.
@@ -11,7 +15,8 @@ from dataclasses import replace
 
 from mitmproxy import http
 
-from .policy.urls import Target, judge_target
+from .policy.calls import PAGE_LOADS, WEBVIEW, RequestHead, is_navigation
+from .policy.urls import Target, judge_navigation, judge_target
 from .state import Runtime
 from .verdict import client_port, enforce, fail_closed, judgeable
 
@@ -44,6 +49,14 @@ class DomainGuard:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         info = judgeable(flow)
         if info is None or info.app is None:
+            return
+        if info.api in PAGE_LOADS:
+            req = flow.request
+            if info.api == WEBVIEW and is_navigation(RequestHead.of(req.method,
+                                                                    req.headers.fields)):
+                violation = judge_navigation(target_of(flow, info.api), info.app)
+                if violation:
+                    enforce(flow, violation, self.runtime)
             return
         config = self.runtime.config
         violation = judge_target(

@@ -12,6 +12,7 @@ import time
 from mitmproxy import http
 
 from . import events
+from .policy.rules import APIS
 from .state import Runtime
 from .verdict import fail_closed, info_of, judgeable
 
@@ -35,7 +36,8 @@ class Faults:
         info = judgeable(flow)
         # No fault set (the usual case): skip building pretty_url, which cost more than
         # every other judged rule together in the profile of an allowed call.
-        if info is None or not flow.live or not self.runtime.faults.faults:
+        # Faults act on wx API calls only, not on media or web-view loads.
+        if info is None or info.api not in APIS or not flow.live or not self.runtime.faults.faults:
             return
         decided = self.runtime.faults.decide(
             info.appid, info.api, flow.request.method, flow.request.pretty_url)

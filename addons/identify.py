@@ -1,4 +1,5 @@
-"""Decides whose call a flow is: in scope or not, which app, which wx API, which platform.
+"""Decides whose call a flow is: in scope or not, which app, which wx API (or media, or a
+web-view page's load), which platform.
 
 Runs first among the judging addons; the others read its verdict from flow.metadata.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 from mitmproxy import ctx, http
 
 from .control_api import CONTROL_HOST
+from .policy.calls import RequestHead, classify
 from .policy.clients import is_miniprogram, parse_referer, platform_of
 from .policy.config import AppConfig
-from .policy.urls import interface_for
 from .state import Runtime
 from .verdict import answered, fail_closed, info_of, publish
 
@@ -34,15 +35,14 @@ class IdentifyApp:
         if host in (onboarding_host(), CONTROL_HOST):
             return
         info = info_of(flow)
-        referer = req.headers.get("referer")
-        user_agent = req.headers.get("user-agent")
-        info.platform = platform_of(user_agent)
+        head = RequestHead.of(req.method, req.headers.fields)
+        info.platform = platform_of(head.user_agent)
         config = self.runtime.config
         if config.scope != "all" and not is_miniprogram(
-            referer, user_agent, req.headers.get("xweb_xhr")
+            head.referer, head.user_agent, req.headers.get("xweb_xhr")
         ):
             return
-        parsed = parse_referer(referer)
+        parsed = parse_referer(head.referer)
         app = config.app(parsed.appid) if parsed else self.runtime.default_app()
         info.app = app
         if app is None:
@@ -54,11 +54,7 @@ class IdentifyApp:
         info.in_scope = True
         info.appid = app.appid
         info.app_version = parsed.version if parsed else app.version
-        interface = interface_for(
-            app, host,
-            websocket=req.headers.get("upgrade", "").lower() == "websocket",
-            method=req.method,
-            content_type=req.headers.get("content-type", ""),
-        )
+        # A wx API, media the view layer loads, or a web-view page's load (SPEC §4).
+        interface = classify(app, host, head)
         info.api, info.api_reason = interface.api, interface.reason
         publish(flow)

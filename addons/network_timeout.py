@@ -3,7 +3,9 @@
 The clock starts when the request headers arrive (as the client's starts at the
 call) and stops at the complete response (`response`; for a WebSocket the 101).
 When it fires, the flow is ended through the aborter: its upstream connection is
-closed and the client sees a network failure.
+closed and the client sees a network failure. Time the call spent waiting for an
+upstream connection that wxgate did not hold (`UpstreamPool.waited_s`) is time the
+phone would not have spent, so the deadline moves by as much.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from mitmproxy import http
 
 from .policy.rules import APIS, Violation
 from .state import Runtime
+from .upstream_pool import UpstreamPool
 from .verdict import fail_closed, info_of, interrupt, judgeable, record
 
 
 class NetworkTimeout:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, upstream: UpstreamPool | None = None) -> None:
         self.runtime = runtime
+        self.upstream = upstream
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # flow id -> seconds of upstream wait its deadline was already moved by
+        self._credited: dict[str, float] = {}
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -38,16 +44,30 @@ class NetworkTimeout:
         self._timers.pop(flow.id, None)
         if flow.response is not None and flow.response.timestamp_end is not None:
             return
+        credited = self._credited.get(flow.id, 0.0)
+        owed = (self.upstream.waited_s(flow) if self.upstream else 0.0) - credited
+        if owed > 0.001:
+            self._credited[flow.id] = credited + owed
+            self._timers[flow.id] = asyncio.get_running_loop().call_later(
+                owed, self._fire, flow, limit_ms)
+            return
+        self._credited.pop(flow.id, None)
         elapsed_ms = round((time.time() - flow.request.timestamp_start) * 1000)
+        extra = {"limit_ms": limit_ms, "elapsed_ms": elapsed_ms}
+        waited = ""
+        if credited:
+            extra["upstream_wait_ms"] = round(credited * 1000)
+            waited = f", {extra['upstream_wait_ms']} ms of it waiting for an upstream connection"
         info = info_of(flow)
         interrupt(flow, Violation(
             "timeout.exceeded",
             f"no complete response within the {info.api} networkTimeout of {limit_ms} ms "
-            f"({elapsed_ms} ms elapsed)",
-            info.api, extra={"limit_ms": limit_ms, "elapsed_ms": elapsed_ms},
+            f"({elapsed_ms} ms elapsed{waited})",
+            info.api, extra=extra,
         ), self.runtime)
 
     def _stop(self, flow: http.HTTPFlow) -> None:
+        self._credited.pop(flow.id, None)
         timer = self._timers.pop(flow.id, None)
         if timer is not None:
             timer.cancel()

@@ -12,7 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 from mitmproxy import http
 
-from .policy.rules import Violation
+from .policy.rules import APIS, Violation
 from .policy.urls import Target, judge_target
 from .state import Runtime
 from .verdict import enforce, fail_closed, info_of
@@ -42,7 +42,9 @@ class RedirectGuard:
     def response(self, flow: http.HTTPFlow) -> None:
         info = info_of(flow)
         response = flow.response
-        if (not info.in_scope or info.decision == "blocked" or response is None
+        # A web-view follows its redirects as navigations, judged when they are made.
+        if (not info.in_scope or info.api not in APIS or info.decision == "blocked"
+                or response is None
                 or response.status_code not in REDIRECTS or "location" not in response.headers
                 or flow.metadata.get("wxgate_synthetic")):
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .policy.clients import canonical_referer, parse_referer
-from .policy.rules import Violation
+from .policy.rules import APIS, Violation
 from .state import Runtime
 from .verdict import enforce, fail_closed, judgeable
 
@@ -22,7 +22,7 @@ class RefererGuard:
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         info = judgeable(flow)
-        if info is None:
+        if info is None or info.api not in APIS:  # media and web-view loads: not wx calls
             return
         app = info.app
         sent = flow.request.headers.get("referer")

@@ -17,6 +17,7 @@ from typing import Any
 from mitmproxy import http
 
 from . import events
+from .policy.calls import non_business_domain_page
 from .policy.rules import Violation
 from .state import META, RESOLVED_FROM, FlowInfo, Runtime
 
@@ -103,8 +104,17 @@ def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime,
             "errMsg": violation.err_msg,
             "errno": violation.errno,
             "detail": violation.detail,
+            **_page_for(flow, violation),
         })
     return True
+
+
+def _page_for(flow: http.HTTPFlow, violation: Violation) -> dict[str, str]:
+    """A web-view shows the client's own "non-business domain" page, not a JSON body."""
+    if violation.rule != "webview.not_listed":
+        return {}
+    origin = f"{flow.request.scheme}://{flow.request.pretty_host}"
+    return {"page": non_business_domain_page(origin, violation.detail)}
 
 
 def interrupt(flow: http.HTTPFlow, violation: Violation, runtime: Runtime) -> bool:
@@ -168,10 +178,12 @@ def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
         # A response can't be combined with a streamed request body; a blocked call
         # needs no streaming.
         flow.request.stream = False
+        page = body.pop("page", None)
         flow.response = http.Response.make(
             403,
-            json.dumps(body, ensure_ascii=False).encode(),
-            {"Content-Type": "application/json; charset=utf-8",
+            page.encode() if page else json.dumps(body, ensure_ascii=False).encode(),
+            {"Content-Type": "text/html; charset=utf-8" if page
+             else "application/json; charset=utf-8",
              "X-Wxgate-Rule": str(body["rule"])},
         )
     elif flow.killable:

@@ -42,12 +42,14 @@ from addons.socket_limit import SocketLimit
 from addons.state import Runtime
 from addons.summary import Summary
 from addons.tls_audit import TlsAudit
+from addons.upstream_pool import UpstreamPool
 from addons.websocket_memory import WebSocketMemory
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
     runtime = runtime or Runtime()
     background = Background(runtime)
+    upstream = UpstreamPool(runtime)
     return [
         ConfigLoader(runtime),
         ClientFilter(runtime),
@@ -62,10 +64,11 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         DomainGuard(runtime),
         background,
         SocketLimit(runtime),
-        NetworkTimeout(runtime),
+        NetworkTimeout(runtime, upstream),
         ConcurrencyLimit(runtime),
         Faults(runtime),
         Resolve(runtime),
+        upstream,
         TlsAudit(runtime),
         RedirectGuard(runtime),
         ResponseChecks(runtime),

@@ -14,6 +14,10 @@ from addons.verdict import info_of
 from .addon_helpers import APPID, CONFIG, REFERER, runtime_for
 
 IOS = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) MicroMessenger/8.0.50 MiniProgramEnv/iOS"
+# iOS's WebKit loading an <image>: no marker in the User-Agent, the bare origin as Referer.
+IOS_WEBKIT = ("Mozilla/5.0 (iPhone; CPU iPhone OS 15_5 like Mac OS X) AppleWebKit/605.1.15 "
+              "(KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.23(0x1800172a)")
+WEBVIEW = "Mozilla/5.0 (Linux) MicroMessenger/8.0.50 miniProgram/" + APPID
 
 
 @pytest.mark.parametrize(
@@ -36,13 +40,28 @@ IOS = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) MicroMessenger/8.0.50 MiniProgra
          (True, APPID, "downloadFile", None)),
         ("miniprogram", "https://ws.example.com/", "GET",
          {"Referer": REFERER, "Upgrade": "websocket"}, (True, APPID, "connectSocket", None)),
+        ("miniprogram", "https://api.example.com/", "GET",
+         {"Referer": REFERER, "Upgrade": "WebSocket, h2c"}, (True, APPID, "connectSocket", None)),
+        ("miniprogram", "https://img.example.net/a.png", "GET",
+         {"Referer": REFERER, "Sec-Fetch-Dest": "image", "Sec-Fetch-Mode": "no-cors"},
+         (True, APPID, "media", None)),
+        ("miniprogram", "https://img.example.net/a.png", "GET",
+         {"Referer": "https://servicewechat.com/", "User-Agent": IOS_WEBKIT,
+          "Accept": "image/webp,image/png,image/*;q=0.8"}, (True, APPID, "media", "ios")),
+        ("miniprogram", "https://h5.example.org/", "GET",
+         {"User-Agent": WEBVIEW, "Sec-Fetch-Dest": "document"}, (True, APPID, "webview", None)),
+        ("miniprogram", "https://h5api.example.org/list", "GET",
+         {"User-Agent": WEBVIEW, "Referer": "https://h5.example.org/", "Sec-Fetch-Dest": "empty"},
+         (True, APPID, "webview", None)),
         ("miniprogram", "http://mitm.it/", "GET", {"Referer": REFERER},
          (False, None, "other", None)),
         ("miniprogram", "http://wxgate.local/status", "GET", {"Referer": REFERER},
          (False, None, "other", None)),
     ],
     ids=["referer", "ios-ua", "windows-xweb-header", "not-a-mini-program", "scope-all",
-         "multipart-upload", "download-only-host", "websocket", "onboarding", "control-host"],
+         "multipart-upload", "download-only-host", "websocket", "websocket-token-list",
+         "media-by-fetch-dest", "media-ios-webkit-without-fetch-metadata",
+         "webview-navigation", "webview-xhr", "onboarding", "control-host"],
 )
 def test_flow_is_attributed(tmp_path: Path, scope: str, url: str, method: str,
                             headers: dict[str, str], expected: tuple[object, ...]):

@@ -41,7 +41,7 @@ from .addon_helpers import APPID, mp_flow, runtime_for
 
 # Each enforcing hook, and a name inside its module to break.
 HOOKS = [
-    (identify, "interface_for", IdentifyApp, {}),
+    (identify, "classify", IdentifyApp, {}),
     (referer_guard, "canonical_referer", RefererGuard, {}),
     (domain_guard, "judge_target", DomainGuard, {}),
     (socket_limit, "Violation", SocketLimit, {"Upgrade": "websocket"}),

@@ -35,12 +35,36 @@ def parse_referer(value: str | None) -> Referer | None:
     return Referer(match["appid"], match["version"])
 
 
+# The view layer's origin: what a browser engine sends as Referer for an element it loads
+# from another host under the default referrer policy (iOS sends no more than this).
+_VIEW_LAYER_ORIGIN_RE = re.compile(r"^https://servicewechat\.com/?$", re.IGNORECASE)
+
+
+def is_view_layer_origin(referer: str | None) -> bool:
+    """The bare origin https://servicewechat.com/, which no wx API call sends (their
+    Referer is always the whole page-frame URL)."""
+    return bool(referer) and _VIEW_LAYER_ORIGIN_RE.match((referer or "").strip()) is not None
+
+
+def from_view_layer(referer: str | None) -> bool:
+    """The Referer is the mini program's own: its page-frame URL, or the bare origin
+    https://servicewechat.com/ that a browser engine cuts it down to for another host."""
+    return is_view_layer_origin(referer) or parse_referer(referer) is not None
+
+
+def is_webview_user_agent(user_agent: str | None) -> bool:
+    """The web-view marker (WeChat 7.0.0 and later). Case matters: DevTools' own service
+    layer says `miniprogram`, and `MiniProgramEnv/` is the mini program itself."""
+    return "miniProgram" in (user_agent or "")
+
+
 def is_miniprogram(referer: str | None, user_agent: str | None, xweb_xhr: str | None) -> bool:
-    """A call is a mini program's by its Referer, its User-Agent, or the Windows client's header."""
-    if parse_referer(referer):
+    """A call is a mini program's by its Referer (page-frame, or the view layer's origin for
+    an element it loads), its User-Agent, or the Windows client's header."""
+    if from_view_layer(referer):
         return True
     ua = user_agent or ""
-    if "MiniProgramEnv/" in ua or "miniProgram" in ua:
+    if "MiniProgramEnv/" in ua or is_webview_user_agent(ua):
         return True
     return (xweb_xhr or "").strip() == "1"
 

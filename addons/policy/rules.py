@@ -121,11 +121,14 @@ class Violation:
     @property
     def err_msg(self) -> str | None:
         template = self.definition.err_msg
-        return template.format(api=self.api) if template else None
+        # A page's own loads (media, web-view) are no wx API call: no callback, no errMsg.
+        if not template or self.api not in APIS:
+            return None
+        return template.format(api=self.api)
 
     @property
     def errno(self) -> int | None:
-        return self.definition.errno
+        return self.definition.errno if self.api in APIS else None
 
     @property
     def fails_call(self) -> bool:

@@ -1,5 +1,6 @@
 """URL rules: scheme, domain whitelist, IP and localhost hosts, ports, forbidden hosts,
-and which interface (request, uploadFile, downloadFile, connectSocket) a call belongs to.
+which wx API (request, uploadFile, downloadFile, connectSocket) a call belongs to, and
+where a web-view may navigate (business_domains).
 
 Pure: the addons turn a flow into a `Target`, this module returns the verdict.
 """
@@ -33,14 +34,18 @@ class Target:
 
 @dataclass(frozen=True)
 class Interface:
+    """The kind of call (a wx API, `media` or `webview`; see calls.classify) and why."""
+
     api: str
     reason: str
+    # A web-view navigation (document or iframe): judged by business_domains.
+    navigation: bool = False
 
 
 def interface_for(
     app: AppConfig, host: str, *, websocket: bool, method: str, content_type: str
 ) -> Interface:
-    """Which wx API made this call, judged from what the headers show."""
+    """Which wx API made this call, once calls.classify has ruled out a page load."""
     if websocket:
         return Interface("connectSocket", "WebSocket upgrade, so connectSocket")
     if method.upper() == "POST" and content_type.lower().lstrip().startswith("multipart/form-data"):
@@ -119,3 +124,30 @@ def _port_detail(entries: list[DomainEntry], target: Target, api: str) -> str:
 
 def _count(entries: tuple[DomainEntry, ...]) -> str:
     return f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+
+
+def on_business_domains(host: str, app: AppConfig) -> bool:
+    """The host is a business domain or a subdomain of one: the console lets a web-view
+    open any subdomain of a configured business domain."""
+    name = classify_host(host).name
+    return any(name == e.host or name.endswith("." + e.host) for e in app.business_domains)
+
+
+def judge_navigation(target: Target, app: AppConfig) -> Violation | None:
+    """A web-view navigation: https, to a host on the app's business_domains, or
+    `webview.not_listed`. Ports are not judged: a business domain has none."""
+    scheme = target.scheme.lower()
+    if scheme != "https":
+        return Violation("webview.not_listed", f"a web-view opens only https:// pages, this "
+                         f"navigation uses {scheme}://", "webview")
+    info = classify_host(target.host)
+    listed = not info.trailing_dot and info.kind is HostKind.NAME and on_business_domains(
+        info.name, app)
+    if listed:
+        return None
+    what = info.describe() if info.kind is not HostKind.NAME else (
+        info.name + ("." if info.trailing_dot else ""))
+    count = len(app.business_domains)
+    return Violation("webview.not_listed", f"{what} is not in business_domains "
+                     f"({count} entr{'y' if count == 1 else 'ies'}, subdomains included)",
+                     "webview")

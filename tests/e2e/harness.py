@@ -93,6 +93,8 @@ class Upstream:
                 pass
 
         class Server(ThreadingHTTPServer):
+            # Ten or more calls connect at once; the default backlog of 5 drops SYNs.
+            request_queue_size = 64
             daemon_threads = True
 
             def get_request(self) -> tuple[socket.socket, Any]:

@@ -292,6 +292,29 @@ def test_passthrough_needs_the_connect_host_to_match_not_only_the_sni(
     assert other_host.accepted == 0
 
 
+def test_websocket_upgrade_with_more_tokens_still_counts_as_a_socket(
+        proxy: Proxy, upstream: Upstream):
+    """`Upgrade: websocket, foo` to a host listed only for request is judged as connectSocket."""
+    before = upstream.snapshot()
+    tls = _tunnel(proxy, "api.example.com:443", "api.example.com")
+    tls.sendall(("GET /socket HTTP/1.1\r\nHost: api.example.com\r\n"
+                 "Upgrade: WebSocket, foo\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 f"Referer: {REFERER}\r\nUser-Agent: {MP_HEADERS['User-Agent']}\r\n\r\n"
+                 ).encode())
+    try:
+        data = tls.recv(65536)
+    except (ssl.SSLError, OSError):
+        data = b""
+    tls.close()
+    assert b" 101 " not in data
+    line = proxy.wait_for_log(lambda e: e.get("url", "").endswith("/socket")
+                              and e.get("event") == "violation")[-1]
+    assert line["api"] == "connectSocket"
+    assert line["rule"] == "domain.not_listed"
+    assert upstream.snapshot() == before
+
+
 # --- cross-origin state changes ------------------------------------------------------------
 
 

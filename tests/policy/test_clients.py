@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from addons.policy.clients import (
     Referer,
     canonical_referer,
+    from_view_layer,
     is_miniprogram,
+    is_webview_user_agent,
     parse_referer,
     platform_of,
 )
@@ -131,6 +133,11 @@ WECHAT_BROWSER_UA = (  # an ordinary page inside WeChat: not a mini program
     "Gecko) Mobile/15E148 MicroMessenger/8.0.44(0x18002c2d) NetType/WIFI Language/zh_CN"
 )
 
+MP_LOWER_UA = (  # DevTools' service layer: "miniprogram" in lower case is not the marker
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/15.0 Mobile/15E148 Safari/604.1 desktopapp miniprogram port/25078"
+)
+
 MINIPROGRAM_CASES = [
     pytest.param(CANONICAL, BROWSER_UA, None, True, id="by-referer"),
     pytest.param(None, ANDROID_UA, None, True, id="by-ua-MiniProgramEnv"),
@@ -143,6 +150,12 @@ MINIPROGRAM_CASES = [
     pytest.param(None, WECHAT_BROWSER_UA, None, False, id="wechat-browser-page"),
     pytest.param("https://example.com/", BROWSER_UA, "0", False, id="other-referer-xhr-0"),
     pytest.param(f"{CANONICAL}?x=1", None, None, False, id="non-canonical-referer-only"),
+    # iOS's WebKit cuts the Referer of an <image> load to the bare origin.
+    pytest.param("https://servicewechat.com/", WECHAT_BROWSER_UA, None, True,
+                 id="by-view-layer-origin"),
+    pytest.param("https://servicewechat.com/other", WECHAT_BROWSER_UA, None, False,
+                 id="other-servicewechat-page"),
+    pytest.param(None, MP_LOWER_UA, None, False, id="lower-case-miniprogram-is-not-a-marker"),
 ]
 
 
@@ -151,6 +164,32 @@ def test_is_miniprogram_by_referer_ua_or_xweb_xhr(
     referer: str | None, user_agent: str | None, xweb_xhr: str | None, expected: bool
 ) -> None:
     assert is_miniprogram(referer, user_agent, xweb_xhr) is expected
+
+
+@pytest.mark.parametrize(("referer", "expected"), [
+    pytest.param(CANONICAL, True, id="page-frame"),
+    pytest.param("https://servicewechat.com/", True, id="origin"),
+    pytest.param("HTTPS://servicewechat.com", True, id="origin-no-slash-any-case"),
+    pytest.param("https://servicewechat.com.evil.example/", False, id="lookalike"),
+    pytest.param("https://h5.example.org/", False, id="web-page"),
+    pytest.param("", False, id="empty"),
+    pytest.param(None, False, id="absent"),
+])
+def test_from_view_layer_is_the_page_frame_or_its_bare_origin(
+        referer: str | None, expected: bool) -> None:
+    assert from_view_layer(referer) is expected
+
+
+@pytest.mark.parametrize(("user_agent", "expected"), [
+    pytest.param(WEBVIEW_UA, True, id="miniProgram/appid"),
+    pytest.param(WINDOWS_UA + " miniProgram/wx0123456789abcdef", True,
+                 id="windows-keeps-both-markers"),
+    pytest.param(ANDROID_UA, False, id="MiniProgramEnv-is-the-mini-program"),
+    pytest.param(MP_LOWER_UA, False, id="lower-case"),
+    pytest.param(None, False, id="absent"),
+])
+def test_is_webview_user_agent(user_agent: str | None, expected: bool) -> None:
+    assert is_webview_user_agent(user_agent) is expected
 
 
 # --------------------------------------------------------------------------- platform

@@ -19,6 +19,7 @@ from addons.policy.config import (
     DomainEntry,
     Problem,
     check_config,
+    judge_business_domain,
     judge_domain_entry,
     load_config,
     parse_domain_entry,
@@ -785,3 +786,90 @@ def test_load_config_raises_config_error_listing_every_problem(tmp_path: Path) -
     assert error.problems == problems_of(path)
     for problem in error.problems:
         assert str(problem) in str(error)
+
+
+# --------------------------------------------------------------------------- business_domains
+
+
+def test_business_domains_parse_to_entries(tmp_path: Path) -> None:
+    path = write(tmp_path, app_yaml("request: [https://api.example.com]",
+                                    "business_domains: [https://h5.example.org, "
+                                    "'HTTPS://Shop.Example.com/', https://h5.example.org]"))
+    config, problems = check_config(path)
+    assert problems == []
+    assert [(e.scheme, e.host, e.port) for e in config.apps[0].business_domains] == [
+        ("https", "h5.example.org", None), ("https", "shop.example.com", None)]
+
+
+def test_business_domains_default_to_none(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, app_yaml("request: [https://api.example.com]")))
+    assert config.apps[0].business_domains == ()
+
+
+@pytest.mark.parametrize(("entry", "rule", "fragment"), [
+    pytest.param("http://h5.example.org", "config.scheme", "https://", id="http"),
+    pytest.param("wss://h5.example.org", "config.scheme", "https://", id="wss"),
+    pytest.param("https://10.0.0.1", "config.ip_address", "IP address", id="ip"),
+    pytest.param("https://[::1]", "config.ip_address", "IP address", id="ipv6"),
+    pytest.param("https://localhost", "config.localhost", "localhost", id="localhost"),
+    pytest.param("https://api.weixin.qq.com", "config.forbidden", "business domain",
+                 id="forbidden"),
+    pytest.param("https://h5.example.org:8443", "config.invalid", "port", id="port"),
+    pytest.param("https://h5.example.org:443", "config.invalid", "port", id="port-443"),
+    pytest.param("https://h5.example.org/activity", "config.invalid", "path", id="path"),
+    pytest.param("https://*.example.org", "config.invalid", "wildcard", id="wildcard"),
+    pytest.param("h5.example.org", "config.invalid", "scheme://", id="no-scheme"),
+])
+def test_business_domain_the_console_refuses_is_a_located_config_rule(
+        tmp_path: Path, entry: str, rule: str, fragment: str) -> None:
+    path = write(tmp_path, app_yaml("request: [https://api.example.com]",
+                                    f"business_domains:\n  - https://ok.example.org\n"
+                                    f"  - '{entry}'\n"))
+    problem = only_problem(path)
+    assert (problem.line, problem.key, problem.rule) == (
+        line_of(path, f"'{entry}'"), "apps[0].business_domains", rule)
+    assert entry in problem.message and fragment in problem.message
+    config, _ = check_config(path)
+    assert [e.host for e in config.apps[0].business_domains] == ["ok.example.org"]
+
+
+def test_more_than_200_business_domains_is_too_many(tmp_path: Path) -> None:
+    items = "".join(f"  - https://h{i}.example.org\n" for i in range(201))
+    path = write(tmp_path, app_yaml("request: [https://api.example.com]",
+                                    f"business_domains:\n{items}"))
+    problem = only_problem(path)
+    assert (problem.key, problem.rule, problem.line) == (
+        "apps[0].business_domains", "config.too_many_domains",
+        line_of(path, "business_domains:"))
+    assert "201" in problem.message and "200" in problem.message
+
+
+def test_business_domains_do_not_count_toward_max_domains(tmp_path: Path) -> None:
+    items = "".join(f"  - https://h{i}.example.org\n" for i in range(25))
+    path = write(tmp_path, app_yaml("request: [https://api.example.com]",
+                                    f"business_domains:\n{items}"))
+    assert problems_of(path) == []
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    pytest.param("business_domains: https://h5.example.org", "must be a list", id="string"),
+    pytest.param("business_domains: [42]", "must be a string", id="number"),
+])
+def test_business_domains_of_the_wrong_shape_are_located(
+        tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, app_yaml("request: [https://api.example.com]", text))
+    problem = only_problem(path)
+    assert problem.key.startswith("apps[0].business_domains")
+    assert fragment in problem.message
+    assert problem.line == line_of(path, "business_domains")
+
+
+@pytest.mark.parametrize(("raw", "verdict"), [
+    pytest.param("https://h5.example.org", None, id="ok"),
+    pytest.param("https://h5.example.org/", None, id="trailing-slash"),
+    pytest.param("https://h5.example.org:8080", "config.invalid", id="port"),
+    pytest.param("http://h5.example.org", "config.scheme", id="http"),
+])
+def test_judge_business_domain(raw: str, verdict: str | None) -> None:
+    result = judge_business_domain(raw)
+    assert (result[0] if result else None) == verdict

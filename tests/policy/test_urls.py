@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from addons.policy.config import AppConfig, ClientRules, DomainEntry, parse_domain_entry
-from addons.policy.urls import Interface, Target, interface_for, judge_target
+from addons.policy.urls import Interface, Target, interface_for, judge_navigation, judge_target
 
 APPID = "wx0123456789abcdef"
 
@@ -298,3 +298,54 @@ def test_get_to_a_host_in_both_download_and_request_lists_is_request() -> None:
     interface = interface_for(app, "files.example.com", websocket=False, method="GET",
                               content_type="")
     assert interface.api == "request"
+
+
+def test_interface_for_is_never_a_navigation() -> None:
+    assert interface_for(APP, "api.example.com", websocket=False, method="GET",
+                         content_type="").navigation is False
+
+
+# --------------------------------------------------------------------------- judge_navigation
+
+WEBVIEW_APP = AppConfig(APPID, business_domains=entries("https://h5.example.org",
+                                                        "https://Shop.Example.com"))
+
+NAVIGATION_CASES = [
+    pytest.param(target("https", "h5.example.org"), None, id="listed"),
+    pytest.param(target("https", "H5.Example.ORG"), None, id="any-case"),
+    pytest.param(target("https", "shop.example.com"), None, id="entry-written-in-capitals"),
+    pytest.param(target("https", "m.h5.example.org"), None, id="subdomain"),
+    pytest.param(target("https", "h5.example.org", 8443), None, id="any-port"),
+    pytest.param(target("http", "h5.example.org"), "webview.not_listed", id="http"),
+    pytest.param(target("HTTP", "h5.example.org"), "webview.not_listed", id="http-capitals"),
+    pytest.param(target("https", "evil.example.net"), "webview.not_listed", id="unlisted"),
+    pytest.param(target("https", "example.org"), "webview.not_listed", id="parent-domain"),
+    pytest.param(target("https", "һ5.example.org"), "webview.not_listed", id="idn-lookalike"),
+    pytest.param(target("https", "xh5.example.org"), "webview.not_listed",
+                 id="suffix-not-on-a-dot"),
+    pytest.param(target("https", "h5.example.org."), "webview.not_listed", id="trailing-dot"),
+    pytest.param(target("https", "127.0.0.1"), "webview.not_listed", id="ip"),
+    pytest.param(target("https", "localhost"), "webview.not_listed", id="localhost"),
+]
+
+
+@pytest.mark.parametrize(("call", "rule"), NAVIGATION_CASES)
+def test_judge_navigation_wants_https_on_business_domains(call: Target, rule: str | None) -> None:
+    violation = judge_navigation(call, WEBVIEW_APP)
+    assert (violation.rule if violation else None) == rule
+    if violation:
+        assert violation.api == "webview"
+        assert violation.err_msg is None  # the client shows a page; there is no errMsg
+
+
+def test_judge_navigation_detail_names_host_and_list_size() -> None:
+    violation = judge_navigation(target("https", "evil.example.net"), WEBVIEW_APP)
+    assert violation is not None
+    assert "evil.example.net is not in business_domains (2 entries" in violation.detail
+    http = judge_navigation(target("http", "h5.example.org"), WEBVIEW_APP)
+    assert http is not None and "http://" in http.detail
+
+
+def test_no_business_domains_refuses_every_navigation() -> None:
+    violation = judge_navigation(target("https", "h5.example.org"), AppConfig(APPID))
+    assert violation is not None and "(0 entries" in violation.detail

@@ -1,0 +1,268 @@
+"""Lets as many calls reach the upstream at once as wxgate's own limits allow, and
+measures how long a call waits for an upstream connection that wxgate did not hold.
+
+mitmproxy lets each client connection hold at most 5 upstream connections per address
+(`ConnectionHandler.max_conns`, a `Semaphore(5)` per address, taken in `open_connection`
+for a connection's whole life), and proxies an HTTP/2 phone to an HTTP/1.1 upstream
+with one upstream connection per stream: the 6th to 10th stream that
+`limits.concurrency` let through would wait there. So each client connection's
+`max_conns` is replaced, when it connects, by one sized to wxgate's limits. This and
+`abort.py` are the two places that reach into mitmproxy's connection handler.
+
+A call's upstream wait runs from the end of wxgate's request hooks to the moment
+mitmproxy starts connecting the upstream connection opened for it (a call that reuses
+an open connection waits for none). Over `UPSTREAM_WAIT_LOG_MS` it is logged as
+`upstream_wait`; `waited_s` tells NetworkTimeout how much of a call's time the phone
+would not have spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mitmproxy import connection, http
+from mitmproxy.proxy import server_hooks
+
+from . import events
+from .abort import connection_handler
+from .concurrency_limit import COUNTED_APIS
+from .policy.config import Config
+from .state import Runtime
+from .verdict import answered, flow_fields
+
+Address = tuple[str, int]
+
+# mitmproxy's own cap (proxy/server.py); kept on top of wxgate's for the calls wxgate
+# does not count (media, web-view, other clients on the same connection).
+MITMPROXY_CONNS_PER_ADDRESS = 5
+UPSTREAM_WAIT_LOG_MS = 50
+
+
+def connections_per_address(config: Config) -> int:
+    """How many upstream connections one client connection may hold to one address.
+
+    Invariant: never below mitmproxy's own 5, and at least as many as wxgate lets
+    counted calls run at once over one client connection (every app's pools full), so
+    that `limits.concurrency`, not mitmproxy, is what the 11th call meets.
+    """
+    limits = config.limits
+    pools = 1 if limits.concurrency_pool == "shared" else len(COUNTED_APIS)
+    return MITMPROXY_CONNS_PER_ADDRESS + limits.concurrency * pools * max(1, len(config.apps))
+
+
+class ConnectionCaps(collections.defaultdict[Address, asyncio.Semaphore]):
+    """A client connection's `max_conns`: one semaphore per upstream address, sized by
+    `cap()` when the address is first used and grown (never shrunk) when the cap grows."""
+
+    def __init__(self, cap: Callable[[], int]) -> None:
+        super().__init__()
+        self.cap = cap
+        self.sizes: dict[Address, int] = {}
+
+    def __missing__(self, address: Address) -> asyncio.Semaphore:
+        self.sizes[address] = self.cap()
+        semaphore = self[address] = asyncio.Semaphore(self.sizes[address])
+        return semaphore
+
+    def fit(self, address: Address) -> int:
+        """Grow the address's semaphore to the current cap; the size it now has."""
+        size = self.cap()
+        if address not in self:
+            return size
+        for _ in range(size - self.sizes[address]):
+            self[address].release()  # one more place, and a waiter woken
+        self.sizes[address] = max(size, self.sizes[address])
+        return self.sizes[address]
+
+
+def install_caps(handler: Any, cap: Callable[[], int]) -> ConnectionCaps | None:
+    """Replace a fresh connection handler's `max_conns` (mitmproxy internal API);
+    None when it does not look as in mitmproxy 11/12, and then nothing is changed."""
+    current = getattr(handler, "max_conns", None)
+    if type(current) is not collections.defaultdict or current:
+        return None
+    caps = ConnectionCaps(cap)
+    handler.max_conns = caps
+    return caps
+
+
+@dataclass(eq=False)
+class _Call:
+    """A call from the end of wxgate's request hooks until its response or error."""
+
+    flow: http.HTTPFlow
+    address: Address
+    ready: float
+    # The upstream connection mitmproxy opened for this call, when it did
+    server: connection.Server | None = None
+    # When the server_connect hooks were done: the wait for mitmproxy's cap starts here
+    hooked: float = 0.0
+    cap: int = 0
+    reported: bool = False
+
+
+class UpstreamPool:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._caps: dict[str, ConnectionCaps] = {}  # client id -> its connection caps
+        self._calls: dict[str, _Call] = {}  # flow id -> call
+        # (client id, address) -> ready calls no connection was opened for yet, oldest first
+        self._unmatched: dict[tuple[str, Address], collections.deque[_Call]] = {}
+        self._by_server: dict[str, _Call] = {}  # server id -> the call it was opened for
+        self._broken = False
+
+    def cap(self) -> int:
+        return connections_per_address(self.runtime.config)
+
+    def client_connected(self, client: connection.Client) -> None:
+        if client.error is not None or self._broken:
+            return
+        handler = connection_handler(client)
+        if handler is None:
+            return
+        caps = install_caps(handler, self.cap)
+        if caps is None:
+            self._broken = True  # say it once, then keep mitmproxy's own cap
+            events.logger().error(
+                "wxgate_error", hook="UpstreamPool.client_connected",
+                error="mitmproxy's connection handler has no fresh max_conns; "
+                      f"upstream connections stay capped at {MITMPROXY_CONNS_PER_ADDRESS}")
+            return
+        self._caps[client.id] = caps
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # A streamed request is sent upstream right after its headers.
+        if flow.request.stream:
+            self._ready(flow)
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.id not in self._calls:
+            self._ready(flow)
+
+    def _ready(self, flow: http.HTTPFlow) -> None:
+        if not flow.live or answered(flow):
+            return
+        call = _Call(flow, (flow.request.host, flow.request.port), time.time())
+        self._calls[flow.id] = call
+        waiting = self._unmatched.setdefault((flow.client_conn.id, call.address),
+                                             collections.deque())
+        self._prune(waiting)  # a keep-alive connection's earlier calls
+        waiting.append(call)
+
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """The last hook before mitmproxy takes a place under its cap for this connection."""
+        address = data.server.address
+        if address is None or data.server.error:
+            return
+        caps = self._caps.get(data.client.id)
+        cap = caps.fit(address) if caps is not None else MITMPROXY_CONNS_PER_ADDRESS
+        # mitmproxy asks for connections in the order calls became ready.
+        key = (data.client.id, address)
+        waiting = self._unmatched.get(key)
+        if waiting is not None and self._prune(waiting):
+            call = waiting.popleft()
+            call.server, call.hooked, call.cap = data.server, time.time(), cap
+            self._by_server[data.server.id] = call
+        if not waiting:
+            self._unmatched.pop(key, None)
+
+    def _prune(self, waiting: collections.deque[_Call]) -> bool:
+        """Drop the oldest calls that ended or were given an open connection (HTTP/1
+        keep-alive, HTTP/2); whether a call still without a connection is left first."""
+        while waiting and (waiting[0].flow.id not in self._calls
+                           or waiting[0].flow.server_conn.timestamp_start is not None):
+            waiting.popleft()
+        return bool(waiting)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        call = self._by_server.get(data.server.id)
+        if call is not None:
+            self._report(call)
+
+    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
+        call = self._by_server.pop(data.server.id, None)
+        if call is not None:
+            self._report(call)
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self._by_server.pop(data.server.id, None)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._end(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._end(flow)
+
+    def _end(self, flow: http.HTTPFlow) -> None:
+        call = self._calls.pop(flow.id, None)
+        if call is not None:
+            self._report(call)  # a call that ended while still waiting, too
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._caps.pop(client.id, None)
+        for key in [k for k in self._unmatched if k[0] == client.id]:
+            del self._unmatched[key]
+        for flow_id in [i for i, c in self._calls.items() if c.flow.client_conn.id == client.id]:
+            del self._calls[flow_id]
+        for server_id in [i for i, c in self._by_server.items()
+                          if c.flow.client_conn.id == client.id]:
+            del self._by_server[server_id]
+
+    def waited_s(self, flow: http.HTTPFlow) -> float:
+        """Seconds the call has waited for an upstream connection so far."""
+        call = self._calls.get(flow.id)
+        return 0.0 if call is None else self._wait_s(call)
+
+    def _wait_s(self, call: _Call) -> float:
+        """From the end of wxgate's request hooks until mitmproxy started to connect the
+        connection opened for the call; 0 for a call that reused an open connection.
+
+        Before mitmproxy asks for a connection of its own for a call, it may hold the
+        call behind another connection to the same address that is not up yet (HTTP/2
+        to HTTP/1.1). Behind one waiting at the cap, that time counts; behind one in
+        its handshake, not yet: a phone would be in a handshake of its own meanwhile.
+        """
+        if call.server is not None:
+            return max(0.0, _started(call.server) - call.ready)
+        if call.flow.server_conn.timestamp_start is None and self._at_cap(call):
+            return max(0.0, time.time() - call.ready)
+        return 0.0
+
+    def _at_cap(self, call: _Call) -> bool:
+        """A connection to the call's address, on its client connection, waits at the cap."""
+        client = call.flow.client_conn.id
+        return any(other.server is not None and other.server.timestamp_start is None
+                   and other.address == call.address and other.flow.client_conn.id == client
+                   for other in self._by_server.values())
+
+    def _cap_for(self, call: _Call) -> int:
+        caps = self._caps.get(call.flow.client_conn.id)
+        if caps is None:
+            return MITMPROXY_CONNS_PER_ADDRESS
+        return caps.sizes.get(call.address) or caps.cap()
+
+    def _report(self, call: _Call) -> None:
+        if call.reported:
+            return
+        wait_ms = round(self._wait_s(call) * 1000)
+        if wait_ms <= UPSTREAM_WAIT_LOG_MS:
+            return
+        call.reported = True
+        host, port = call.address
+        server = call.server
+        pool_ms = round((_started(server) - call.hooked) * 1000) if server is not None else 0
+        events.logger().info(
+            "upstream_wait", **flow_fields(call.flow), wait_ms=wait_ms, pool_ms=max(0, pool_ms),
+            pool_cap=call.cap or self._cap_for(call), upstream=f"{host}:{port}",
+            connected=server is not None and server.timestamp_start is not None,
+        )
+
+
+def _started(server: connection.Server) -> float:
+    """When mitmproxy started connecting (its cap passed), or now while still waiting."""
+    return server.timestamp_start if server.timestamp_start is not None else time.time()
