@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from mitmproxy import eventsequence, exceptions, hooks, http, options, tls
+from mitmproxy import eventsequence, hooks, http, options, tls
 from mitmproxy import flow as mflow
 from mitmproxy.addonmanager import traverse
 from mitmproxy.io import FlowReader, har, tnetstring
@@ -81,6 +81,11 @@ from .verdict import info_of
 from .wxgate import make_addons
 
 TLS_RULES = tuple(r for r in RULES if r.startswith("tls.") and r != "tls.no_legacy")
+# What one read may hold: a flow record (tnetstring) or a whole HAR is read into memory
+# before it is parsed, so a length prefix or a file beyond these is refused unread.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+MAX_HAR_BYTES = 256 * 1024 * 1024
+_MIB = 1024 * 1024
 # Server connections already announced; bounded so that memory stays flat.
 _SEEN_SERVERS_MAX = 10_000
 
@@ -157,15 +162,22 @@ class Capture:
                 entry, self.entries[i] = self.entries[i], None  # converted once, then let go
                 yield har.request_to_flow(entry)
             return
-        with self.path.open("rb") as fo:
+        try:
+            handle = open_input(self.path, "a capture file", InputError)
+        except InputError as exc:
+            self.damage = f"{exc} (it changed while it was being audited)"
+            return
+        with handle as fo:
             for done, i in enumerate(order):
                 fo.seek(self.offsets[i])  # in buffer, no system call, when reading in order
                 changed = "the file changed while it was being audited"
                 try:
                     loaded = next(iter(FlowReader(fo).stream()))
                     reason = "" if isinstance(loaded, http.HTTPFlow) else changed
-                except (exceptions.FlowReadException, StopIteration) as exc:
-                    reason = str(exc.__cause__ or exc) or changed
+                except StopIteration:
+                    reason = changed
+                except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
+                    reason = _reason(exc) or changed
                 if reason:
                     before = "no flow was audited before it" if not done else (
                         f"the {_plural(done, 'flow')} that started before it "
@@ -191,7 +203,7 @@ def open_capture(path: Path, progress: Progress | None = None) -> Capture:
             raise InputError(f"{name} is empty (0 bytes): there are no flows to audit.")
         head = fo.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
         if head.startswith(b"{"):
-            capture = _index_har(path, fo)
+            capture = _index_har(path, fo, size)
         else:
             capture = _index_flow_file(path, fo, size, progress)
     if capture.count == 0 and capture.damage is None:
@@ -215,8 +227,8 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
     while True:
         offset = fo.tell()
         try:
-            found = _scan_record(fo)
-        except (ValueError, IndexError, TypeError) as exc:
+            found = _scan_record(fo, size)
+        except (ValueError, IndexError, TypeError, RecursionError) as exc:
             capture.damage = _damage(str(path), records, offset, size, exc, fo.tell() >= size)
             break
         if found is None:
@@ -226,7 +238,7 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
             fo.seek(offset)
             try:
                 loaded = next(iter(FlowReader(fo).stream()))
-            except (exceptions.FlowReadException, StopIteration) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
                 capture.damage = _damage(str(path), records, offset, size, exc,
                                          fo.tell() >= size)
                 break
@@ -243,11 +255,13 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
     return capture
 
 
-def _scan_record(fo: BinaryIO) -> tuple[str, float | None] | None:
+def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None] | None:
     """One flow record's type and request start, or None at the end of the file.
 
     Mirrors `tnetstring.load`'s framing checks (and its messages); ValueError when the
-    record is not a flow record.
+    record is not a flow record. A length prefix is checked against the `size` of the
+    file and MAX_RECORD_BYTES before anything is read: a hostile prefix can't make it
+    read past the file or allocate gigabytes.
     """
     char = fo.read(1)
     if char == b"":
@@ -260,9 +274,16 @@ def _scan_record(fo: BinaryIO) -> tuple[str, float | None] | None:
         char = fo.read(1)
     if char != b":":
         raise ValueError("not a tnetstring: missing or invalid length prefix")
-    payload = memoryview(fo.read(int(digits)))
+    length = int(digits)
+    if fo.tell() + length + 1 > size:
+        fo.seek(0, os.SEEK_END)  # reported as a file cut short, as a short read would be
+        raise ValueError("not a tnetstring: the record ends early")
+    if length > MAX_RECORD_BYTES:
+        raise ValueError(f"a record of {length:,} bytes, over the {_amount(MAX_RECORD_BYTES)} "
+                         "that the audit reads")
+    payload = memoryview(fo.read(length))
     tag = fo.read(1)
-    if len(payload) < int(digits) or tag == b"":
+    if len(payload) < length or tag == b"":
         raise ValueError("not a tnetstring: the record ends early")
     if tag != b"}":
         raise ValueError("not a flow record: not a dictionary")
@@ -286,10 +307,25 @@ def _scan_record(fo: BinaryIO) -> tuple[str, float | None] | None:
     return kind or "unknown", start
 
 
+def _amount(size: int) -> str:
+    return f"{size / _MIB:,.0f} MiB" if size >= _MIB else f"{size:,} bytes"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a record could not be read, in a few words."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(cause, MemoryError):
+        return "too large to hold in memory"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    return str(cause) or type(cause).__name__
+
+
 def _damage(name: str, records: int, offset: int, size: int, exc: Exception, at_eof: bool
             ) -> str:
-    cause = exc.__cause__ or exc
-    reason = str(cause) or type(cause).__name__
+    reason = _reason(exc)
     if records == 0 and offset == 0:
         return (f"{name} is neither a mitmproxy flow file nor a HAR: it does not start with a "
                 f"flow record ({reason}).")
@@ -300,17 +336,24 @@ def _damage(name: str, records: int, offset: int, size: int, exc: Exception, at_
             f"record ({reason}); {_before(records, 'flow')}.")
 
 
-def _index_har(path: Path, fo: BinaryIO) -> Capture:
+def _index_har(path: Path, fo: BinaryIO, size: int) -> Capture:
     name = str(path)
+    if size > MAX_HAR_BYTES:
+        raise InputError(f"{name} starts like a HAR but is {_amount(size)}, over the "
+                         f"{_amount(MAX_HAR_BYTES)} that the audit reads whole; export it "
+                         "without response bodies, or capture with mitmproxy.")
     try:
-        data = json.loads(fo.read().decode("utf-8-sig"))
+        data = json.loads(fo.read(MAX_HAR_BYTES).decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise InputError(f"{name} starts like JSON but is not UTF-8 text, so it is not a "
                          "HAR.") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+        raise InputError(f"{name} is not valid JSON ({exc.msg}: line {exc.lineno} column "
                          f"{exc.colno}), so it is neither a HAR nor a mitmproxy flow file."
                          ) from None
+    except (RecursionError, ValueError, MemoryError) as exc:
+        raise InputError(f"{name} is JSON that can't be read ({_reason(exc)}), so it is not "
+                         "a HAR.") from None
     log = data.get("log") if isinstance(data, dict) else None
     entries = log.get("entries") if isinstance(log, dict) else None
     if not isinstance(entries, list):
@@ -406,10 +449,10 @@ class Collector:
 
 
 @contextmanager
-def _events_into(path: Path) -> Iterator[None]:
+def _events_into(path: Path, max_field_bytes: int) -> Iterator[None]:
     """Point the process-wide violation log at `path`, console off; restore afterwards."""
     previous, mode = events.SINK.path, events.CONSOLE.mode
-    events.configure("off")
+    events.configure("off", max_field_bytes)
     events.SINK.open(path)
     try:
         yield
@@ -726,8 +769,8 @@ def audit(paths: list[Path], config: Config, jsonl: Path, *, cafile: str | None 
     opts = {"ssl_verify_upstream_trusted_ca": cafile} if cafile else {}
     with tempfile.TemporaryDirectory(prefix="wxgate-audit-") as tmp:
         sink = Path(tmp) / "events.jsonl"
-        with jsonl.open("w", encoding="utf-8") as out, _events_into(sink), \
-                _addon_errors() as errors:
+        with jsonl.open("w", encoding="utf-8") as out, \
+                _events_into(sink, config.log.max_field_bytes), _addon_errors() as errors:
             collector = Collector(sink, out)
             try:
                 auditor, bad, damage = asyncio.run(
@@ -771,7 +814,7 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _say(message: str) -> None:
-    print(f"wxgate audit: {message}", file=sys.stderr)
+    print(f"wxgate audit: {events.terminal_safe(message)}", file=sys.stderr)
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -61,7 +61,7 @@ class ConfigLoader:
 
     def _install(self, path: str, config: Config) -> None:
         self.runtime.install(config)
-        events.configure(config.log.console)
+        events.configure(config.log.console, config.log.max_field_bytes)
         events.SINK.open(Path(config.log.path))
         events.logger().info(
             "config_loaded", file=path, mode=self.runtime.mode,

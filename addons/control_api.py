@@ -195,8 +195,12 @@ class ControlApi:
             return 200, metrics.render(self.metrics)
         if method == "GET" and path == "/violations":
             since = call.query.get("since", [""])[0]
-            found = events.RECENT.since(since)
-            return 200, {"violations": found, "last": events.RECENT.seq}
+            limit = call.query.get("limit", [str(events.RECENT.PAGE_LIMIT)])[0]
+            if not limit.isdigit() or int(limit) < 1:
+                return 400, {"error": f"limit must be a positive integer, not {limit!r}"}
+            found, last, more = events.RECENT.page(since, min(int(limit), 10_000))
+            return 200, {"violations": found, "last": last, "more": more,
+                         "oldest": events.RECENT.first_seq}
         if method == "POST" and (m := _APP_ACTION.match(path)):
             appid = m["appid"]
             if self.runtime.config.app(appid) is None:

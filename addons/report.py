@@ -12,8 +12,10 @@ import argparse
 import html
 import io
 import json
+import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections import Counter
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from .events import terminal_safe
 from .policy.rules import RULES, Severity
 
 Source = Callable[[], Iterator[dict[str, Any]]]
@@ -34,15 +37,45 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def open_input(path: Path, kind: str, error: type[Exception]) -> io.BufferedReader:
-    """Open an input file for reading, or raise `error` with one sentence that says why."""
+    """Open an input file for reading, or raise `error` with one sentence that says why.
+
+    Only a regular file is read: a directory, FIFO, socket or device (`/dev/zero`, or a
+    symlink to it) is refused. The type is checked again on the open descriptor, which is
+    opened without blocking, so a FIFO can't hang the open and a swap can't slip through.
+    """
+    handle: io.BufferedReader | None = None
     try:
-        return path.open("rb")
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            handle = open(path, "rb", opener=_open_nonblocking)
+            mode = os.fstat(handle.fileno()).st_mode
     except FileNotFoundError:
         raise error(f"{path} does not exist.") from None
-    except IsADirectoryError:
-        raise error(f"{path} is a directory, not {kind}.") from None
     except OSError as exc:
         raise error(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    if handle is None or not stat.S_ISREG(mode):
+        if handle is not None:
+            handle.close()
+        raise error(_not_a_file(path, mode, kind))
+    os.set_blocking(handle.fileno(), True)
+    return handle
+
+
+def _open_nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _not_a_file(path: Path, mode: int, kind: str) -> str:
+    what = next((name for test, name in _FILE_TYPES if test(mode)),
+                "something other than a regular file")
+    real = os.path.realpath(path)
+    where = f" ({real})" if real != os.path.abspath(path) else ""
+    return f"{path} is {what}{where}, not {kind}."
 
 
 class LogError(Exception):
@@ -87,22 +120,6 @@ EXPLANATIONS: dict[str, Explanation] = {
         "calls need the AppSecret, which must never ship in the client.",
         "Call api.weixin.qq.com from your own server and give the app what it needs through "
         "your API."),
-    "domain.redirect_not_listed": Explanation(
-        "The client re-checks every redirect hop against the domain list and fails the call "
-        "before following a 3xx whose Location leaves the list.",
-        "Redirect only to listed domains (or list the target), or return the final URL in the "
-        "response body."),
-    "domain.host_mismatch": Explanation(
-        "The client connects to the host of the URL it was given and names that same host in "
-        "Host and in the TLS SNI; a call whose connection goes to one host while it names "
-        "another is not something the real client sends.",
-        "Call the listed host directly; do not reach it through another address, and let "
-        "wxgate's resolve: setting map names to test servers."),
-    "webview.not_listed": Explanation(
-        "A <web-view> may open only https:// pages on the business domains configured in the "
-        "console; any other page is replaced by the client's 'non-business domain' notice.",
-        "Add the domain to the business domains (and to business_domains in the wxgate "
-        "config), or open a page that is already listed."),
     "domain.redirect_not_listed": Explanation(
         "The client re-checks every redirect hop against the domain list and fails the call "
         "before following a 3xx whose Location leaves the list.",
@@ -241,30 +258,33 @@ def explanation(rule: str) -> Explanation:
 
 # --- reading a log ----------------------------------------------------------------------------
 
+# A line longer than this is refused unread: a log line holds a few cut fields
+# (log.max_field_bytes), and JSON costs many times its size in memory once parsed.
+MAX_LINE_BYTES = 8 * 1024 * 1024
+
+
 def iter_log(path: Path, warnings: list[str] | None = None) -> Iterator[dict[str, Any]]:
     """The violation events of a JSONL log, in order; LogError for anything else.
 
     A last line without its newline that does not parse is what a proxy killed mid-write
-    leaves: it is skipped with a warning instead of refusing the whole log.
+    leaves: it is skipped with a warning instead of refusing the whole log. What a log
+    never holds is refused with one sentence: a line over MAX_LINE_BYTES, nesting deeper
+    than the JSON reader follows, a number too long to convert.
     """
     handle = open_input(path, "a violation log", LogError)
     with handle:
         number = 0
-        for raw in handle:
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
             number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LogError(f"{path} line {number} is longer than "
+                               f"{MAX_LINE_BYTES // (1024 * 1024)} MiB, so the file is not "
+                               "a wxgate violation log.")
             if not raw.strip():
                 continue
-            try:
-                event = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                if not raw.endswith(b"\n"):
-                    if warnings is not None:
-                        warnings.append(f"{path} line {number} is cut short (the proxy "
-                                        "stopped while writing it) and was skipped.")
-                    continue
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                raise LogError(f"{path} line {number} is not a JSON object ({reason}), so the "
-                               "file is not a wxgate violation log.") from None
+            event = _parse_line(path, number, raw, warnings)
+            if event is None:
+                continue
             if not isinstance(event, dict) or not isinstance(event.get("event"), str):
                 raise LogError(f"{path} line {number} has no \"event\" field, so the file is "
                                "not a wxgate violation log.")
@@ -272,7 +292,42 @@ def iter_log(path: Path, warnings: list[str] | None = None) -> Iterator[dict[str
                 continue
             if not isinstance(event.get("rule"), str):
                 raise LogError(f"{path} line {number} is a violation without a \"rule\" field.")
-            yield event
+            yield _flat(event)
+
+
+def _parse_line(path: Path, number: int, raw: bytes, warnings: list[str] | None) -> Any:
+    """One line's JSON value; None for a last line cut short, LogError for the rest."""
+    not_log = "so the file is not a wxgate violation log"
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise LogError(f"{path} line {number} nests arrays or objects too deeply to read, "
+                       f"{not_log}.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if not raw.endswith(b"\n"):
+            if warnings is not None:
+                warnings.append(f"{path} line {number} is cut short (the proxy "
+                                "stopped while writing it) and was skipped.")
+            return None
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise LogError(f"{path} line {number} is not a JSON object ({reason}), {not_log}."
+                       ) from None
+    except ValueError:
+        # The json module's only other error: an integer beyond int_max_str_digits.
+        raise LogError(f"{path} line {number} holds a number of more than "
+                       f"{sys.get_int_max_str_digits()} digits, {not_log}.") from None
+
+
+def _flat(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with any nested value as its JSON text: the report shows each field as
+    text, and str() of a value nested hundreds deep could exhaust the stack."""
+    for key, value in event.items():
+        if isinstance(value, dict | list):
+            try:
+                event[key] = json.dumps(value, ensure_ascii=False)
+            except (RecursionError, ValueError):
+                event[key] = "(a value nested too deeply to show)"
+    return event
 
 
 # --- counting ---------------------------------------------------------------------------------
@@ -682,7 +737,9 @@ def summary_lines(summary: Summary) -> list[str]:
         counts = summary.by_rule[rule]
         worst = next(s for s in SEVERITIES if counts[s])
         apps = sorted(app for (app, r) in summary.by_group if r == rule)
-        lines.append(f"  {worst:<7} {rule:<28} {sum(counts.values()):>7}  {', '.join(apps)}")
+        # Rule ids and appids come from the log, which a client partly wrote.
+        lines.append(f"  {worst:<7} {terminal_safe(rule):<28} {sum(counts.values()):>7}  "
+                     f"{terminal_safe(', '.join(apps))}")
     return lines
 
 
@@ -708,10 +765,10 @@ def run_report(args: argparse.Namespace) -> int:
         context = ReportContext(title="wxgate report", inputs=[str(path)], notes=warnings)
         write_outputs(lambda: iter_log(path), summary, context, args.html, args.junit)
     except (LogError, OutputError) as exc:
-        print(f"wxgate report: {exc}", file=sys.stderr)
+        print(f"wxgate report: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     for warning in warnings:
-        print(f"wxgate report: {warning}", file=sys.stderr)
+        print(f"wxgate report: {terminal_safe(warning)}", file=sys.stderr)
     for line in summary_lines(summary):
         print(line)
     for label, written in (("HTML", args.html), ("JUnit", args.junit)):

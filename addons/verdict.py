@@ -103,7 +103,8 @@ def enforce(flow: http.HTTPFlow, violation: Violation, runtime: Runtime,
             "rule": violation.rule,
             "errMsg": violation.err_msg,
             "errno": violation.errno,
-            "detail": violation.detail,
+            # A client-controlled detail (a 1 MB Referer) is not echoed back whole.
+            "detail": events.cut_text(violation.detail, runtime.config.log.max_field_bytes),
             **_page_for(flow, violation),
         })
     return True

@@ -32,6 +32,7 @@ from addons.host_match import HostMatch
 from addons.identify import IdentifyApp
 from addons.idle_connections import IdleConnections
 from addons.local_destinations import LocalDestinations
+from addons.long_urls import LongUrls
 from addons.network_timeout import NetworkTimeout
 from addons.passthrough import Passthrough
 from addons.redirect_guard import RedirectGuard
@@ -75,6 +76,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         Banner(runtime),
         Summary(runtime),
         WebSocketMemory(),
+        LongUrls(),
     ]
 
 

@@ -11,7 +11,6 @@
 #   WXGATE_WEB_PASSWORD   fixed mitmweb password instead of a token printed at start-up
 #   WXGATE_PORT           proxy port; default 8080
 #   WXGATE_CONTROL_PORT   control API port, on 127.0.0.1 only (the HEALTHCHECK's); default 8082, 0 = off
-#   WXGATE_BLOCK_GLOBAL   1 = keep mitmproxy's refusal of clients with public addresses; default 0
 #   WXGATE_CONFDIR        mitmproxy's confdir, where the CA lives; the image sets the CA volume
 #   WXGATE_BIN            the wxgate executable; default wxgate
 #   WXGATE_DRY_RUN        1 = print the command, one argument per line, instead of running it
@@ -36,7 +35,6 @@ mode=${WXGATE_MODE:-}
 web=${WXGATE_WEB:-0}
 port=${WXGATE_PORT:-8080}
 control_port=${WXGATE_CONTROL_PORT:-8082}
-block_global=${WXGATE_BLOCK_GLOBAL:-0}
 dry_run=${WXGATE_DRY_RUN:-0}
 
 case $mode in
@@ -47,10 +45,8 @@ case $web in
     0 | 1) ;;
     *) fail "WXGATE_WEB must be 0 or 1, not '$web'." ;;
 esac
-case $block_global in
-    0 | 1) ;;
-    *) fail "WXGATE_BLOCK_GLOBAL must be 0 or 1, not '$block_global'." ;;
-esac
+[ -z "${WXGATE_BLOCK_GLOBAL:-}" ] ||
+    fail "WXGATE_BLOCK_GLOBAL is gone: who may use the proxy is the config's clients: list (docker/README.md)."
 case $dry_run in
     0 | 1) ;;
     *) fail "WXGATE_DRY_RUN must be 0 or 1, not '$dry_run'." ;;
@@ -110,13 +106,6 @@ if [ -n "$mode" ] && ours wxgate_mode; then
 fi
 if [ -n "${WXGATE_CONFDIR:-}" ] && ours confdir; then
     set -- "$@" --set "confdir=$WXGATE_CONFDIR"
-fi
-# A phone reaches the container with its own address or one rewritten by
-# Docker's NAT, and on some networks (campus or corporate Wi-Fi in public
-# ranges, VPNs) that is not a private address: mitmproxy would refuse it as
-# "global" and the phone would only see its proxy fail.
-if [ "$block_global" = 0 ] && ours block_global; then
-    set -- "$@" --set block_global=false
 fi
 if [ "$web" = 1 ]; then
     # mitmweb listens on 127.0.0.1 by default, which is unreachable from outside

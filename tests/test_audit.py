@@ -264,7 +264,7 @@ def test_a_flow_that_cannot_be_loaded_ends_the_audit_there_with_one_sentence(
 
 
 @pytest.mark.parametrize(("content", "sentence"), [
-    ('{"log": {"entries": [', "is not valid JSON (Expecting value at line 1 column 22), so it "
+    ('{"log": {"entries": [', "is not valid JSON (Expecting value: line 1 column 22), so it "
                               "is neither a HAR nor a mitmproxy flow file."),
     ('{"log": {}}', "is JSON but not a HAR: it has no log.entries list."),
     ('{"log": {"entries": []}}', "holds no entries: there is nothing to audit."),
@@ -289,6 +289,30 @@ def test_a_bad_har_entry_still_reports_the_entries_before_it(
     assert stderr_sentences(capsys.readouterr().err) == [
         f"wxgate audit: {har}: HAR entry 2 cannot be read (missing 'startedDateTime'); the 1 "
         "entry before it is still audited."]
+
+
+def test_a_flow_record_over_the_read_limit_is_refused_before_it_is_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    capture = write_flows(tmp_path / "big.mitm", [violating("big", T0)])
+    length = int(capture.read_bytes().split(b":", 1)[0])
+    monkeypatch.setattr(audit_module, "MAX_RECORD_BYTES", 1000)
+    assert run(tmp_path, capture) == (2, [])
+    assert stderr_sentences(capsys.readouterr().err) == [
+        f"wxgate audit: {capture} is neither a mitmproxy flow file nor a HAR: it does not "
+        f"start with a flow record (a record of {length:,} bytes, over the 1,000 bytes that "
+        "the audit reads)."]
+
+
+def test_a_har_over_the_read_limit_is_refused_before_it_is_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    har = write_har(tmp_path / "big.har", [
+        har_entry("https://evil.example.net/x", start=T0, headers=MP)])
+    monkeypatch.setattr(audit_module, "MAX_HAR_BYTES", 100)
+    assert run(tmp_path, har) == (2, [])
+    assert stderr_sentences(capsys.readouterr().err) == [
+        f"wxgate audit: {har} starts like a HAR but is {har.stat().st_size:,} bytes, over the "
+        "100 bytes that the audit reads whole; export it without response bodies, or capture "
+        "with mitmproxy."]
 
 
 def test_a_missing_file_and_a_bad_config_each_give_one_sentence(

@@ -228,3 +228,28 @@ def test_without_outputs_the_summary_is_printed(tmp_path: Path,
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "7 violations: 4 error, 1 warning, 2 info"
     assert "domain.not_listed" in out
+
+
+def test_the_terminal_summary_escapes_control_characters_from_the_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """A log is partly written by clients: its text must not drive the terminal."""
+    log = write_log(tmp_path / "v.jsonl", [
+        violation("x\x1b]0;pwned\x07", "error", appid="wx\x1b[2J\x9b")])
+    assert cli_main(["report", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert "x\\x1b]0;pwned\\x07" in out and "wx\\x1b[2J\\x9b" in out
+
+
+def test_html_and_junit_carry_control_characters_and_markup_from_the_log_inertly(
+        tmp_path: Path):
+    hostile = 'https://x/"><script>alert(1)</script>\x1b[2J\x00\x9b'
+    page, junit = render(tmp_path, [violation("domain.not_listed", "error", url=hostile,
+                                              detail=hostile)])
+    assert "<script>alert(1)" not in page
+    assert parse(page).tables["violations"][1][3] == f"GET {hostile}"
+    root = ET.parse(junit).getroot()  # still well-formed XML: no NUL or ESC in it
+    [failure] = root.iter("failure")
+    assert "\x1b" not in (failure.text or "") and "\x00" not in (failure.get("message") or "")
+    assert "<script>alert(1)</script>" in (failure.text or "")
+

@@ -24,8 +24,7 @@ from dockerfile_parse import DockerfileParser
 from .test_dockerfile import DOCKERFILE, IMAGE_CONFIG, REPO, _tool, healthcheck_command
 
 SCRIPT = REPO / "docker" / "entrypoint.sh"
-DEFAULTS = ["wxgate", "run", "-p", "8080", "--control-port", "8082",
-            "--set", "block_global=false"]
+DEFAULTS = ["wxgate", "run", "-p", "8080", "--control-port", "8082"]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -52,7 +51,8 @@ SHELLS = [s for s in ("sh", "dash", "bash --posix", "busybox sh")
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_no_variables_give_the_proxy_on_8080_control_on_8082_and_block_global_off(shell: str):
+def test_no_variables_give_the_proxy_on_8080_and_control_on_8082(shell: str):
+    """block_global is not passed: the config's `clients:` decides who may connect."""
     assert command(shell=shell) == DEFAULTS
 
 
@@ -62,7 +62,6 @@ def test_the_images_environment_gives_its_config_and_ca_volume():
     assert command(**image_env) == [
         "wxgate", "run", "-c", "/etc/wxgate/wxgate.yaml", "-p", "8080",
         "--control-port", "8082", "--set", "confdir=/home/wxgate/.mitmproxy",
-        "--set", "block_global=false",
     ]
 
 
@@ -70,7 +69,7 @@ def test_config_mode_and_web_become_run_arguments_with_mitmweb_on_all_interfaces
     assert command(WXGATE_CONFIG="/etc/wxgate/qa.yaml", WXGATE_MODE="report",
                    WXGATE_WEB="1") == [
         "wxgate", "run", "-c", "/etc/wxgate/qa.yaml", "-p", "8080", "--control-port", "8082",
-        "--set", "wxgate_mode=report", "--set", "block_global=false",
+        "--set", "wxgate_mode=report",
         "--web", "--set", "web_host=0.0.0.0", "--set", "web_open_browser=false",
     ]
 
@@ -83,21 +82,20 @@ def test_web_password_is_passed_only_with_mitmweb():
 def test_ports_and_executable_come_from_their_variables():
     assert command(WXGATE_PORT="9090", WXGATE_CONTROL_PORT="0", WXGATE_BIN="/opt/wxgate") == [
         "/opt/wxgate", "run", "-p", "9090", "--control-port", "0",
-        "--set", "block_global=false",
     ]
 
 
-def test_block_global_1_keeps_mitmproxys_refusal_of_public_clients():
-    assert command(WXGATE_BLOCK_GLOBAL="1") == [
-        "wxgate", "run", "-p", "8080", "--control-port", "8082",
-    ]
+def test_block_global_variable_is_refused_with_a_pointer_to_clients():
+    done = entrypoint(WXGATE_BLOCK_GLOBAL="0")
+    assert done.returncode == 2
+    assert "clients:" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_extra_arguments_come_last_and_reach_wxgate_unchanged():
     """Last, so that they override what the variables set (argparse and --set: last wins)."""
     extra = ["-q", "--set", "a=b c", "--set", "x=*", "--set", "y=$HOME", "", "--set", "q='\"`"]
     assert command(*extra, WXGATE_MODE="enforce") == [
-        *DEFAULTS[:6], "--set", "wxgate_mode=enforce", *DEFAULTS[6:], *extra,
+        *DEFAULTS, "--set", "wxgate_mode=enforce", *extra,
     ]
 
 
@@ -123,7 +121,7 @@ def test_a_first_argument_that_is_not_an_option_runs_as_a_command():
 @pytest.mark.parametrize(
     ("name", "value"),
     [("WXGATE_MODE", "audit"), ("WXGATE_MODE", "Enforce"), ("WXGATE_WEB", "yes"),
-     ("WXGATE_WEB", "true"), ("WXGATE_BLOCK_GLOBAL", "on"), ("WXGATE_PORT", "80a"),
+     ("WXGATE_WEB", "true"), ("WXGATE_PORT", "80a"),
      ("WXGATE_PORT", "-1"), ("WXGATE_CONTROL_PORT", "70000"), ("WXGATE_DRY_RUN", "yes")],
 )
 def test_a_bad_value_exits_2_with_one_sentence_naming_the_variable(name: str, value: str):

@@ -1,5 +1,6 @@
 """Captured sessions through real processes: `mitmdump -C` replays a capture through the
-live wxgate addons against a local upstream, and the audit command runs as a user runs it."""
+live wxgate addons against a local upstream, and the audit command runs as a user runs it,
+on hostile inputs too (SPEC §8)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from mitmproxy.io import tnetstring
 
 from addons.cli import SCRIPT
 
 from ..audit_helpers import MP, T0, make_flow, read_jsonl, write_config, write_flows
 from .harness import Certs, Upstream, base_config
+from .test_report_e2e import huge_line, run_bounded, symlink_to_dev_zero
 
 pytestmark = pytest.mark.e2e
 
@@ -85,3 +89,97 @@ def test_audit_command_in_a_terminal_shows_progress_and_writes_every_report(tmp_
     assert [e["rule"] for e in read_jsonl(out["jsonl"])] == ["domain.not_listed"]
     assert out["html"].read_text().startswith("<!DOCTYPE html>")
     assert "<testsuites" in out["xml"].read_text()
+
+
+# --- hostile inputs -------------------------------------------------------------------------
+
+def nested_list(depth: int) -> bytes:
+    """A tnetstring list nested `depth` deep."""
+    value = b"0:]"
+    for _ in range(depth):
+        value = b"%d:%s]" % (len(value), value)
+    return value
+
+
+def good_record(tmp_path: Path) -> bytes:
+    capture = write_flows(tmp_path / "one.mitm", [
+        make_flow("https://evil.example.net/first", start=T0, headers=MP)])
+    return capture.read_bytes()
+
+
+def deep_request(path: Path) -> None:
+    payload = tnetstring.dumps("type") + tnetstring.dumps("http") + \
+        tnetstring.dumps("request") + nested_list(5000)
+    path.write_bytes(b"%d:%s}" % (len(payload), payload))
+
+
+def deep_field_after_a_good_flow(path: Path) -> None:
+    """The index reads only `type` and `request`; the deep `comment` fails the load."""
+    state = make_flow("https://evil.example.net/second", start=T0 + 1, headers=MP).get_state()
+    record = tnetstring.dumps(state)
+    payload = record[record.index(b":") + 1:-1] + tnetstring.dumps("extra") + \
+        nested_list(5000)
+    path.write_bytes(good_record(path.parent) + b"%d:%s}" % (len(payload), payload))
+
+
+def huge_prefix_after_a_good_flow(path: Path) -> None:
+    path.write_bytes(good_record(path.parent) + b"99999999999:" + b"x" * 1000)
+
+
+HOSTILE_CAPTURES: dict[str, tuple[Callable[[Path], object], str]] = {
+    "symlink to /dev/zero": (
+        symlink_to_dev_zero, "is a character device (/dev/zero), not a capture file."),
+    "FIFO": (os.mkfifo, "is a named pipe (FIFO), not a capture file."),
+    "directory": (os.mkdir, "is a directory, not a capture file."),
+    "HAR nested 200k deep": (
+        lambda p: p.write_text('{"log": ' + "[" * 200_000),
+        "is JSON that can't be read (nested too deeply to read), so it is not a HAR."),
+    "HAR with a 5,000-digit number": (
+        lambda p: p.write_text('{"log": {"entries": [' + "7" * 5000 + "]}}"),
+        "is JSON that can't be read (a number of more than 4300 digits), so it is not a HAR."),
+    "64 MiB line without newline": (
+        huge_line, "is not valid JSON (Unterminated string starting at: line 1 column 31), "
+                   "so it is neither a HAR nor a mitmproxy flow file."),
+    "flow record with a huge length prefix": (
+        lambda p: p.write_bytes(b"999999999999:" + b"x" * 1000),
+        "is neither a mitmproxy flow file nor a HAR: it does not start with a flow record "
+        "(not a tnetstring: the record ends early)."),
+    "flow record nested 5,000 deep": (
+        deep_request,
+        "is neither a mitmproxy flow file nor a HAR: it does not start with a flow record "
+        "(nested too deeply to read)."),
+}
+
+
+@pytest.mark.parametrize(("make", "sentence"), HOSTILE_CAPTURES.values(),
+                         ids=HOSTILE_CAPTURES.keys())
+def test_audit_of_a_hostile_file_exits_2_with_one_sentence_in_bounded_memory(
+        tmp_path: Path, make: Callable[[Path], object], sentence: str):
+    capture = tmp_path / "hostile.capture"
+    make(capture)
+    done = run_bounded("audit", str(capture), "-c", str(write_config(tmp_path)),
+                       "--no-progress")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr
+    assert done.stderr == f"wxgate audit: {capture} {sentence}\n"
+
+
+@pytest.mark.parametrize(("make", "start", "end"), [
+    (huge_prefix_after_a_good_flow, " is cut short: flow 2, which starts at byte ",
+     "; the 1 flow before it is still audited."),
+    (deep_field_after_a_good_flow, ": the flow at byte ",
+     " cannot be loaded (nested too deeply to read); the 1 flow that started before it is "
+     "still audited."),
+], ids=["huge length prefix", "deep nesting the index skips"])
+def test_a_hostile_record_after_a_good_flow_still_reports_the_flow_before_it(
+        tmp_path: Path, make: Callable[[Path], object], start: str, end: str):
+    capture = tmp_path / "hostile.mitm"
+    make(capture)
+    jsonl = tmp_path / "audit.jsonl"
+    done = run_bounded("audit", str(capture), "-c", str(write_config(tmp_path)),
+                       "--no-progress", "--jsonl", str(jsonl))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    [sentence] = done.stderr.splitlines()
+    assert sentence.startswith(f"wxgate audit: {capture}{start}") and sentence.endswith(end)
+    assert [e["url"] for e in read_jsonl(jsonl)] == ["https://evil.example.net/first"]
