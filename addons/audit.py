@@ -63,6 +63,7 @@ from mitmproxy.proxy import context as proxy_context
 from mitmproxy.proxy.layers import tls as tls_layer
 
 from . import events
+from .pipeline import make_addons
 from .policy.config import Config, ConfigError, load_config
 from .policy.rules import RULES
 from .report import (
@@ -78,7 +79,6 @@ from .report import (
 )
 from .state import META, Runtime
 from .verdict import info_of
-from .wxgate import make_addons
 
 TLS_RULES = tuple(r for r in RULES if r.startswith("tls.") and r != "tls.no_legacy")
 # What one read may hold: a flow record (tnetstring) or a whole HAR is read into memory

@@ -10,8 +10,9 @@ from pathlib import Path
 from . import audit, check_cert, ctl, report
 from .policy.config import ConfigError, check_config
 
-BUNDLED_DEFAULT = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
-SCRIPT = Path(__file__).resolve().parent / "wxgate.py"
+# Package data: the same file is config/default.yaml in a checkout (a link to this one).
+BUNDLED_DEFAULT = Path(__file__).resolve().parent / "default.yaml"
+SCRIPT = Path(__file__).resolve().parent / "wxgate_addons.py"
 
 
 def config_path(given: str | None) -> Path:

@@ -1,6 +1,6 @@
 """What the addons share: the loaded policy and per-flow verdict bookkeeping.
 
-One `Runtime` is made by `addons/wxgate.py` and handed to every addon, so that
+One `Runtime` is made by `pipeline.make_addons` and handed to every addon, so that
 the addon list, not a global, says who sees what.
 """
 

@@ -121,7 +121,7 @@ def write_capture(path: Path, count: int) -> None:
 
 def child(args: list[str]) -> None:
     """Run the audit in this process, then report this process's own peak RSS."""
-    from addons.cli import main
+    from wxgate.cli import main
 
     started = time.monotonic()
     code = main(["audit", *args])

@@ -52,9 +52,8 @@ def main() -> int:
 
 async def measure(count: int) -> tuple[Counter[str], float]:
     from mitmproxy.test import taddons, tflow, tutils
-
-    from addons import events
-    from addons.wxgate import make_addons
+    from wxgate import events
+    from wxgate.pipeline import make_addons
 
     work = Path(tempfile.mkdtemp(prefix="wxgate-hooks-"))
     config = work / "wxgate.yaml"

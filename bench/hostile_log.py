@@ -104,7 +104,7 @@ def main() -> int:
     cmd = None
     if args.src:
         os.environ["PYTHONPATH"] = str(args.src.resolve())  # inherited by the proxy
-        cmd = [sys.executable, "-m", "addons.cli", "run", "-c", str(workdir / "wxgate.yaml"),
+        cmd = [sys.executable, "-m", "wxgate.cli", "run", "-c", str(workdir / "wxgate.yaml"),
                "-p", "0", "--listen-host", "127.0.0.1"]
     proxy = start_proxy(workdir, base_config({}), cmd=cmd)
     try:

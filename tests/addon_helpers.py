@@ -6,9 +6,8 @@ from pathlib import Path
 
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
-
-from addons.policy.config import load_config
-from addons.state import Runtime
+from wxgate.policy.config import load_config
+from wxgate.state import Runtime
 
 APPID = "wx0123456789abcdef"
 REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"

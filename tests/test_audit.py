@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from mitmproxy import http, tls
 from mitmproxy.io import FlowWriter, tnetstring
-
-from addons import audit as audit_module
-from addons import events
-from addons.audit import Progress
-from addons.cli import main as cli_main
-from addons.state import Runtime
-from addons.wxgate import make_addons
+from wxgate import audit as audit_module
+from wxgate import events
+from wxgate.audit import Progress
+from wxgate.cli import main as cli_main
+from wxgate.pipeline import make_addons
+from wxgate.state import Runtime
 
 from .addon_helpers import runtime_for
 from .audit_helpers import (
@@ -423,7 +422,7 @@ def test_the_tls_chain_a_capture_kept_is_judged_by_the_tls_addon(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Through the proxy's own TLS addon (added here if make_addons does not list it yet):
     a self-signed leaf is tls.self_signed, a good chain is clean once its root is trusted."""
-    tls_audit = pytest.importorskip("addons.tls_audit")
+    tls_audit = pytest.importorskip("wxgate.tls_audit")
 
     def with_tls(runtime: Runtime | None = None) -> list[object]:
         addons = make_addons(runtime)

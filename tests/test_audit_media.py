@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from addons.cli import main as cli_main
+from wxgate.cli import main as cli_main
 
 from .audit_helpers import (
     APPID,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from addons.banner import banner_lines, lan_addresses
-from addons.policy.config import load_config
+from wxgate.banner import banner_lines, lan_addresses
+from wxgate.policy.config import load_config
 
 
 def test_banner_names_listen_address_apps_and_urlcheck_off(tmp_path: Path):

@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from addons.cli import BUNDLED_DEFAULT, config_path, main
+from wxgate.cli import BUNDLED_DEFAULT, config_path, main
 
 
 def _four_problem_config(tmp_path: Path) -> Path:
@@ -33,7 +32,7 @@ def _four_problem_config(tmp_path: Path) -> Path:
 def test_check_config_prints_four_located_problems_and_exits_1(tmp_path: Path):
     path = _four_problem_config(tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "addons.cli", "check-config", "-c", str(path)],
+        [sys.executable, "-m", "wxgate.cli", "check-config", "-c", str(path)],
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1, done.stderr

@@ -6,10 +6,9 @@ import asyncio
 from pathlib import Path
 
 from mitmproxy.test import taddons
-
-from addons import events
-from addons.concurrency_limit import ConcurrencyLimit
-from addons.identify import IdentifyApp
+from wxgate import events
+from wxgate.concurrency_limit import ConcurrencyLimit
+from wxgate.identify import IdentifyApp
 
 from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
 

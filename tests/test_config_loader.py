@@ -9,10 +9,9 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.test import taddons
-
-from addons import events
-from addons.config_loader import ConfigLoader
-from addons.state import Runtime
+from wxgate import events
+from wxgate.config_loader import ConfigLoader
+from wxgate.state import Runtime
 
 from .addon_helpers import APPID, CONFIG
 

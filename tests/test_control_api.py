@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.test import taddons
-
-from addons import events
-from addons.background import Background
-from addons.control_api import ControlApi
+from wxgate import events
+from wxgate.background import Background
+from wxgate.control_api import ControlApi
 
 from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 import structlog
-
-from addons import events
-from addons.events import Console, FieldCut, RecentViolations, cut_text, json_line
+from wxgate import events
+from wxgate.events import Console, FieldCut, RecentViolations, cut_text, json_line
 
 MB = "a" * 1_048_576
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.test import taddons, tflow, tutils
-
-from addons import events
-from addons.identify import IdentifyApp
-from addons.verdict import info_of
+from wxgate import events
+from wxgate.identify import IdentifyApp
+from wxgate.verdict import info_of
 
 from .addon_helpers import APPID, CONFIG, REFERER, runtime_for
 

@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
-
-from addons import events
-from addons.state import Runtime
-from addons.verdict import info_of
-from addons.wxgate import make_addons
+from wxgate import events
+from wxgate.pipeline import make_addons
+from wxgate.state import Runtime
+from wxgate.verdict import info_of
 
 from .addon_helpers import APPID, CONFIG, runtime_for
 from .engine_headers import HeaderSet, one

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from addons.policy.urls import Target
-from addons.redirect_guard import redirect_target
+from wxgate.policy.urls import Target
+from wxgate.redirect_guard import redirect_target
 
 BASE = "https://api.example.com/a/b?x=1"
 

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from addons.cli import main as cli_main
-from addons.policy.rules import RULES
-from addons.report import EXPLANATIONS, explanation
+from wxgate.cli import main as cli_main
+from wxgate.policy.rules import RULES
+from wxgate.report import EXPLANATIONS, explanation
 
 APP_A = "wx0123456789abcdef"
 APP_B = "wxfedcba9876543210"

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.test import taddons, tutils
-
-from addons import events
-from addons.identify import IdentifyApp
-from addons.response_checks import ResponseChecks, declared_charset, is_text, judge_body
-from addons.verdict import info_of
+from wxgate import events
+from wxgate.identify import IdentifyApp
+from wxgate.response_checks import ResponseChecks, declared_charset, is_text, judge_body
+from wxgate.verdict import info_of
 
 from .addon_helpers import mp_flow, runtime_for
 

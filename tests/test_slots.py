@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from addons.slots import Slots
+from wxgate.slots import Slots
 
 
 def test_limit_then_fifo_handover():

@@ -17,12 +17,11 @@ from mitmproxy import certs, connection, tls
 from mitmproxy.flow import Error
 from mitmproxy.proxy import context as proxy_context
 from mitmproxy.test import taddons, tflow, tutils
-
-from addons import events, tls_audit
-from addons.identify import IdentifyApp
-from addons.policy.config import Config
-from addons.tls_audit import META_TLS, ConnVerdict, TlsAudit, _HandshakeCheck, accepts_tls12
-from addons.verdict import info_of
+from wxgate import events, tls_audit
+from wxgate.identify import IdentifyApp
+from wxgate.policy.config import Config
+from wxgate.tls_audit import META_TLS, ConnVerdict, TlsAudit, _HandshakeCheck, accepts_tls12
+from wxgate.verdict import info_of
 
 from .addon_helpers import REFERER, mp_flow, runtime_for
 from .e2e.harness import Upstream

@@ -14,10 +14,9 @@ from mitmproxy import connection, http
 from mitmproxy.addons import proxyserver
 from mitmproxy.proxy import mode_specs, server, server_hooks
 from mitmproxy.test import taddons
-
-from addons import events
-from addons.identify import IdentifyApp
-from addons.upstream_pool import (
+from wxgate import events
+from wxgate.identify import IdentifyApp
+from wxgate.upstream_pool import (
     MITMPROXY_CONNS_PER_ADDRESS,
     ConnectionCaps,
     UpstreamPool,

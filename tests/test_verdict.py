@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons, tutils
-
-from addons import (
+from wxgate import (
     background,
     concurrency_limit,
     domain_guard,
@@ -25,17 +24,17 @@ from addons import (
     referer_guard,
     socket_limit,
 )
-from addons.background import Background
-from addons.concurrency_limit import ConcurrencyLimit
-from addons.domain_guard import DomainGuard
-from addons.faults_injector import Faults
-from addons.identify import IdentifyApp
-from addons.network_timeout import NetworkTimeout
-from addons.redirect_guard import RedirectGuard
-from addons.referer_guard import RefererGuard
-from addons.socket_limit import SocketLimit
-from addons.verdict import info_of
-from addons.wxgate import make_addons
+from wxgate.background import Background
+from wxgate.concurrency_limit import ConcurrencyLimit
+from wxgate.domain_guard import DomainGuard
+from wxgate.faults_injector import Faults
+from wxgate.identify import IdentifyApp
+from wxgate.network_timeout import NetworkTimeout
+from wxgate.pipeline import make_addons
+from wxgate.redirect_guard import RedirectGuard
+from wxgate.referer_guard import RefererGuard
+from wxgate.socket_limit import SocketLimit
+from wxgate.verdict import info_of
 
 from .addon_helpers import APPID, mp_flow, runtime_for
 

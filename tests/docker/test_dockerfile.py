@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
-
-from addons.policy.config import check_config
+from wxgate.policy.config import check_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"

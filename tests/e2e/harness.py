@@ -227,7 +227,7 @@ class Proxy:
 def wxgate_cmd() -> list[str]:
     """The installed `wxgate` console script of this interpreter's environment."""
     script = Path(sys.executable).parent / "wxgate"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "addons.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "wxgate.cli"]
 
 
 def start_proxy(

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mitmproxy.io import tnetstring
-
-from addons.cli import SCRIPT
+from wxgate.cli import SCRIPT
 
 from ..audit_helpers import MP, T0, make_flow, read_jsonl, write_config, write_flows
 from .harness import Certs, Upstream, base_config
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 def test_client_replay_enforces_the_live_rules_on_a_captured_session(
         tmp_path: Path, certs: Certs, upstream: Upstream, resolve_map: dict[str, str]):
-    """`mitmdump -C capture -s addons/wxgate.py`: a violating replayed request is blocked
+    """`mitmdump -C capture -s addons/wxgate_addons.py`: a violating replayed request is blocked
     before it leaves (the upstream never sees it) and logged; an allowed one arrives."""
     config = base_config(resolve_map)
     log = tmp_path / "violations.jsonl"
@@ -67,7 +66,7 @@ def test_audit_command_in_a_terminal_shows_progress_and_writes_every_report(tmp_
     out = {name: tmp_path / f"audit.{name}" for name in ("html", "xml", "jsonl")}
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "addons.cli", "audit", str(capture),
+        [sys.executable, "-m", "wxgate.cli", "audit", str(capture),
          "-c", str(write_config(tmp_path)), "--html", str(out["html"]),
          "--junit", str(out["xml"]), "--jsonl", str(out["jsonl"])],
         stdout=subprocess.PIPE, stderr=secondary, cwd=Path(SCRIPT).parent.parent)

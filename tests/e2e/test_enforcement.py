@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mitmproxy.io import FlowReader
-
-from addons.cli import SCRIPT
+from wxgate.cli import SCRIPT
 
 from .harness import (
     APPID,
@@ -176,7 +175,7 @@ def test_onboarding_host_is_never_blocked(enforcing: Proxy):
 def test_mitmdump_script_entry_enforces_too(
     session_dir: Path, certs: Certs, resolve_map: dict[str, str], upstream: Upstream,
 ):
-    """`mitmdump -s addons/wxgate.py --set wxgate_config=FILE` is the same proxy."""
+    """`mitmdump -s addons/wxgate_addons.py --set wxgate_config=FILE` is the same proxy."""
     workdir = session_dir / "mitmdump"
     workdir.mkdir()
     mitmdump = Path(sys.executable).parent / "mitmdump"
@@ -213,7 +212,7 @@ def test_sigterm_shuts_down_cleanly_with_the_log_flushed(
 def test_run_refuses_a_bad_config_with_exit_2(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("mode: enforce\nlimits:\n  concurency: 10\n")
-    done = subprocess.run([sys.executable, "-m", "addons.cli", "run", "-c", str(bad)],
+    done = subprocess.run([sys.executable, "-m", "wxgate.cli", "run", "-c", str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"{bad}:3: limits.concurency: unknown key" in done.stderr

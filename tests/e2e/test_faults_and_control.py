@@ -96,7 +96,7 @@ def test_timeout_fails_the_call_at_the_apps_network_timeout(
 
 
 def _ctl(proxy: Proxy, *args: str, token: str | None = None) -> tuple[int, Any]:
-    cmd = [sys.executable, "-m", "addons.cli", "ctl", "--proxy",
+    cmd = [sys.executable, "-m", "wxgate.cli", "ctl", "--proxy",
            f"http://127.0.0.1:{proxy.port}", *(["--token", token] if token else []), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else done.stderr
@@ -212,7 +212,7 @@ def test_control_port_and_ctl_manage_faults_at_run_time(
 ):
     proxy, control_port = token_proxy
     control = f"http://127.0.0.1:{control_port}"
-    base = [sys.executable, "-m", "addons.cli", "ctl", "--control", control]
+    base = [sys.executable, "-m", "wxgate.cli", "ctl", "--control", control]
     fault = json.dumps({"match": {"url": "*/teapot*"}, "status": 418})
     added = subprocess.run([*base, "faults", "add", fault], capture_output=True, text=True,
                            timeout=30)

@@ -23,8 +23,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
-
-from addons.network_timeout import NetworkTimeout
+from wxgate.network_timeout import NetworkTimeout
 
 from .harness import (
     APPID,

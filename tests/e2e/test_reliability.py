@@ -31,10 +31,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mitmproxy import version as mversion
-
-from addons.policy.config import AppConfig, DomainEntry
-from addons.policy.hosts import HostKind, classify_host, is_lan_ip
-from addons.policy.urls import Target, judge_target
+from wxgate.policy.config import AppConfig, DomainEntry
+from wxgate.policy.hosts import HostKind, classify_host, is_lan_ip
+from wxgate.policy.urls import Target, judge_target
 
 from ..addon_helpers import APPID as UNIT_APPID
 from ..policy.test_hosts import _disguise, _ipv4_spelling, _ipv6_spelling, _random_case

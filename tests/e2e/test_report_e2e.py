@@ -15,8 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from addons.cli import main as cli_main
+from wxgate.cli import main as cli_main
 
 from ..test_report import SAMPLE, violation, write_log
 from .harness import wxgate_cmd

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from addons import check_cert, cli
-from addons.policy.config import TlsRules
+from wxgate import check_cert, cli
+from wxgate.policy.config import TlsRules
 
 from .harness import Proxy, Reply, iter_fields, send
 from .tls_harness import CASE_IDS, CASES, HEADERS, Case, Lab, start_lab, start_tls_proxy
@@ -206,7 +205,7 @@ def test_check_cert_yields_exactly_the_rule_of_each_defect(
 def test_check_cert_prints_a_table_and_the_chain_as_sent(lab: Lab):
     case = CASE["leaf_only"]
     done = subprocess.run(
-        [sys.executable, "-m", "addons.cli", "check-cert", f"127.0.0.1:{lab.port(case)}",
+        [sys.executable, "-m", "wxgate.cli", "check-cert", f"127.0.0.1:{lab.port(case)}",
          "--servername", case.host, "--cafile", str(lab.root_file)],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
@@ -224,7 +223,7 @@ def test_check_cert_prints_a_table_and_the_chain_as_sent(lab: Lab):
     ["127.0.0.1:443", "--cafile", "/nonexistent/ca.pem"],
 ], ids=["refused-port", "bad-target", "bad-port", "missing-cafile"])
 def test_check_cert_that_cannot_run_says_so_in_one_sentence(args: list[str], tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "addons.cli", "check-cert", *args,
+    done = subprocess.run([sys.executable, "-m", "wxgate.cli", "check-cert", *args,
                            "--timeout", "5"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 2

@@ -6,12 +6,11 @@ import random
 from typing import Any
 
 import pytest
-
-from addons.faults import BackgroundWindow, FaultSet, parse_fault
-from addons.faults.delay import Delay
-from addons.faults.drop import Drop
-from addons.faults.status import Status
-from addons.faults.timeout import Timeout
+from wxgate.faults import BackgroundWindow, FaultSet, parse_fault
+from wxgate.faults.delay import Delay
+from wxgate.faults.drop import Drop
+from wxgate.faults.status import Status
+from wxgate.faults.timeout import Timeout
 
 
 def _parse(data: Any) -> tuple[Any, list[str]]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from addons.policy.calls import (
+from wxgate.policy.calls import (
     MEDIA,
     PAGE_LOADS,
     WEBVIEW,
@@ -18,10 +17,10 @@ from addons.policy.calls import (
     is_websocket_upgrade,
     non_business_domain_page,
 )
-from addons.policy.clients import is_miniprogram, platform_of
-from addons.policy.config import AppConfig, DomainEntry, parse_domain_entry
-from addons.policy.rules import APIS
-from addons.policy.urls import Interface
+from wxgate.policy.clients import is_miniprogram, platform_of
+from wxgate.policy.config import AppConfig, DomainEntry, parse_domain_entry
+from wxgate.policy.rules import APIS
+from wxgate.policy.urls import Interface
 
 from ..engine_headers import MEDIA_KINDS, WX_APIS, HeaderSet, engines, header_sets, sets_of
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from addons.policy.clients import (
+from wxgate.policy.clients import (
     Referer,
     canonical_referer,
     from_view_layer,

@@ -10,8 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from addons.policy.config import (
+from wxgate.policy.config import (
     DEFAULT_TIMEOUT_MS,
     AppConfig,
     Config,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-
-from addons.policy.config import Config
-from addons.policy.exposure import (
+from wxgate.policy.config import Config
+from wxgate.policy.exposure import (
     client_allowed,
     is_local_ip,
     is_loopback_peer,

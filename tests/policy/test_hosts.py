@@ -7,8 +7,7 @@ import ipaddress
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from addons.policy.hosts import (
+from wxgate.policy.hosts import (
     HostInfo,
     HostKind,
     classify_host,

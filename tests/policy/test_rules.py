@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from addons.policy.rules import APIS, RULES, Rule, Severity, Violation
+from wxgate.policy.rules import APIS, RULES, Rule, Severity, Violation
 
 ERR, WARN, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 

@@ -11,11 +11,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
-
-from addons.policy.config import TlsRules
-from addons.policy.rules import RULES as TABLE
-from addons.policy.rules import Severity, Violation
-from addons.policy.tls_rules import (
+from wxgate.policy.config import TlsRules
+from wxgate.policy.rules import RULES as TABLE
+from wxgate.policy.rules import Severity, Violation
+from wxgate.policy.tls_rules import (
     ATS_RULES,
     CHECKS,
     HANDSHAKE_ERRORS,

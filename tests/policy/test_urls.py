@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from addons.policy.config import AppConfig, ClientRules, DomainEntry, parse_domain_entry
-from addons.policy.urls import Interface, Target, interface_for, judge_navigation, judge_target
+from wxgate.policy.config import AppConfig, ClientRules, DomainEntry, parse_domain_entry
+from wxgate.policy.urls import Interface, Target, interface_for, judge_navigation, judge_target
 
 APPID = "wx0123456789abcdef"
 

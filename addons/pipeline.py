@@ -1,4 +1,4 @@
-"""The wxgate addons, in enforcement order: `mitmdump -s addons/wxgate.py`.
+"""The wxgate addons, in enforcement order (`addons/wxgate_addons.py` runs them in mitmdump).
 
 Hook order is list order, so this list is the order in which rules are judged:
 refuse clients outside `clients:` and destinations on this machine, answer the control
@@ -12,39 +12,31 @@ looked at; then a redirect is re-checked, then the response body.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-if importlib.util.find_spec("addons") is None:
-    # Run as a script from a checkout where wxgate is not installed.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from addons.background import Background
-from addons.banner import Banner
-from addons.client_filter import ClientFilter
-from addons.concurrency_limit import ConcurrencyLimit
-from addons.config_loader import ConfigLoader
-from addons.control_api import ControlApi
-from addons.domain_guard import DomainGuard
-from addons.faults_injector import Faults
-from addons.host_match import HostMatch
-from addons.identify import IdentifyApp
-from addons.idle_connections import IdleConnections
-from addons.local_destinations import LocalDestinations
-from addons.long_urls import LongUrls
-from addons.network_timeout import NetworkTimeout
-from addons.passthrough import Passthrough
-from addons.redirect_guard import RedirectGuard
-from addons.referer_guard import RefererGuard
-from addons.resolve import Resolve
-from addons.response_checks import ResponseChecks
-from addons.socket_limit import SocketLimit
-from addons.state import Runtime
-from addons.summary import Summary
-from addons.tls_audit import TlsAudit
-from addons.upstream_pool import UpstreamPool
-from addons.websocket_memory import WebSocketMemory
+from .background import Background
+from .banner import Banner
+from .client_filter import ClientFilter
+from .concurrency_limit import ConcurrencyLimit
+from .config_loader import ConfigLoader
+from .control_api import ControlApi
+from .domain_guard import DomainGuard
+from .faults_injector import Faults
+from .host_match import HostMatch
+from .identify import IdentifyApp
+from .idle_connections import IdleConnections
+from .local_destinations import LocalDestinations
+from .long_urls import LongUrls
+from .network_timeout import NetworkTimeout
+from .passthrough import Passthrough
+from .redirect_guard import RedirectGuard
+from .referer_guard import RefererGuard
+from .resolve import Resolve
+from .response_checks import ResponseChecks
+from .socket_limit import SocketLimit
+from .state import Runtime
+from .summary import Summary
+from .tls_audit import TlsAudit
+from .upstream_pool import UpstreamPool
+from .websocket_memory import WebSocketMemory
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
@@ -79,5 +71,3 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         LongUrls(),
     ]
 
-
-addons = make_addons()
