@@ -78,19 +78,34 @@ class FlowAborter:
             return "client closed"
         return "gone"
 
-    def close_client(self, client: connection.Client) -> bool:
-        """Close a client connection that has no flow to kill (an idle or half-open one)."""
-        handler = connection_handler(client)
-        if handler is None or not _owns(handler, client):
-            return False
-        handler.close_connection(client)
-        return True
-
     def error(self, flow: http.HTTPFlow) -> None:
         # Our own close of the upstream connection: kill instead of letting mitmproxy
         # answer 502, so the client fails the way the phone does.
         if flow.metadata.get(ABORTED) and flow.killable:
             flow.kill()
+
+
+def close_client(client: connection.Client) -> bool:
+    """Close a client connection that has no flow to kill (idle, half-open, or a killed
+    HTTP/1 upload mitmproxy would leave hanging); False when it is gone already."""
+    handler = connection_handler(client)
+    if handler is None or not _owns(handler, client):
+        return False
+    writer = handler.transports[client].writer
+    handler.close_connection(client)
+    # Cancelling the connection's task does not always reach its own close (a task parked
+    # behind a killed HTTP/1 upload is cancelled past it): close the socket as well.
+    if writer is not None and not writer.is_closing():
+        writer.close()
+    return True
+
+
+def close_client_soon(client: connection.Client) -> None:
+    """`close_client` once the running hook has returned (a no-op offline)."""
+    try:
+        asyncio.get_running_loop().call_soon(close_client, client)
+    except RuntimeError:
+        pass
 
 
 def connection_handler(client: connection.Client) -> Any:

@@ -16,6 +16,7 @@ from mitmproxy import connection, ctx, exceptions, http, tcp, tls
 from mitmproxy.addonmanager import Loader
 
 from . import events
+from .abort import close_client
 from .state import Runtime
 
 DEFAULT_HEAD_TIMEOUT_MS = 30_000
@@ -79,7 +80,7 @@ class IdleConnections:
         client = self._clients.pop(client_id, None)
         if client is None:
             return
-        closed = self.runtime.aborter.close_client(client)
+        closed = close_client(client)
         events.logger().info(
             "idle_closed", client=str(client.peername[0]) if client.peername else None,
             timeout_ms=ctx.options.wxgate_head_timeout_ms, closed=closed,

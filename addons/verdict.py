@@ -17,6 +17,7 @@ from typing import Any
 from mitmproxy import http
 
 from . import events
+from .abort import close_client_soon
 from .policy.calls import non_business_domain_page
 from .policy.rules import Violation
 from .state import META, RESOLVED_FROM, FlowInfo, Runtime
@@ -25,10 +26,17 @@ from .state import META, RESOLVED_FROM, FlowInfo, Runtime
 _INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDictionary()
 
 
+# Flows that were live when wxgate first saw them: for these a kill is an answer, while a
+# loaded flow (`-r`) may carry a kill from the session it was captured in.
+_SEEN_LIVE: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
+
+
 def info_of(flow: http.HTTPFlow) -> FlowInfo:
     info = _INFO.get(flow)
     if info is None:
         info = _INFO[flow] = FlowInfo()
+        if flow.live:
+            _SEEN_LIVE.add(flow)
     return info
 
 
@@ -42,10 +50,15 @@ def answered(flow: http.HTTPFlow) -> bool:
 
     A loaded flow (`-r`, audit) carries the response and error it had when captured:
     those say nothing about what the client would do, so only wxgate's own block counts.
+    A kill ends a live flow's `live`, so a flow seen live and then killed (by another
+    addon, or by wxgate's own drop fault) counts as answered too.
     """
     if info_of(flow).decision == "blocked":
         return True
-    return flow.live and (flow.response is not None or flow.error is not None)
+    if flow.live:
+        return flow.response is not None or flow.error is not None
+    return flow in _SEEN_LIVE and flow.error is not None and \
+        flow.error.msg == flow.error.KILLED_MESSAGE
 
 
 def judgeable(flow: http.HTTPFlow) -> FlowInfo | None:
@@ -190,6 +203,11 @@ def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:
     elif flow.killable:
         # The client sees the connection close: the fail callback, as on the phone.
         flow.kill()
+        if body_to_come(flow.request) and not flow.request.is_http2:
+            # mitmproxy 12 stops reading a killed HTTP/1 request's body but neither answers
+            # nor closes: the phone would wait for its own timeout, and the descriptor
+            # stays. HTTP/2 resets the one stream instead.
+            close_client_soon(flow.client_conn)
 
 
 def fail_closed[F: Callable[..., Any]](hook: F) -> F:

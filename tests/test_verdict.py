@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import http
-from mitmproxy.test import taddons, tutils
+from mitmproxy.test import taddons, tflow, tutils
 from wxgate import (
     background,
     concurrency_limit,
@@ -34,7 +34,7 @@ from wxgate.pipeline import make_addons
 from wxgate.redirect_guard import RedirectGuard
 from wxgate.referer_guard import RefererGuard
 from wxgate.socket_limit import SocketLimit
-from wxgate.verdict import info_of
+from wxgate.verdict import answered, info_of
 
 from .addon_helpers import APPID, mp_flow, runtime_for
 
@@ -185,3 +185,19 @@ def test_every_enforcing_hook_has_a_fail_closed_test() -> None:
                 wrapped.add((type(addon).__name__, name))
     missing = {h for h in wrapped - covered if h[0] != "TlsAudit"}
     assert missing == set()
+
+
+def test_a_flow_killed_by_another_addon_counts_as_answered():
+    """kill() sets live=False; the flow is still answered, not judged again."""
+    flow = tflow.tflow()
+    assert not answered(flow)  # first seen live
+    flow.kill()
+    assert not flow.live
+    assert answered(flow)
+
+
+def test_a_loaded_flow_with_a_captured_kill_is_still_judged():
+    flow = tflow.tflow()
+    flow.kill()  # killed in the session it was captured in, then loaded (`-r`)
+    assert not flow.live
+    assert not answered(flow)

@@ -366,32 +366,49 @@ def _rss_kb(proxy: Proxy) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _open_fds(proxy: Proxy) -> int:
+    return len(list(Path(f"/proc/{proxy.proc.pid}/fd").iterdir()))
+
+
 @pytest.mark.parametrize("block_with", ["fail", "response"])
-def test_blocked_upload_body_is_never_buffered(
+def test_blocked_upload_body_is_never_buffered_and_the_connection_ends(
         session_dir: Path, certs: Certs, resolve_map: dict[str, str], upstream: Upstream,
         block_with: str):
+    """A blocked 64 MiB upload: the proxy reads (almost) none of it and ends the connection
+    at once, so the phone's fail callback runs and no descriptor is left behind."""
     config = base_config(resolve_map, block_with=block_with)
     proxy = start_proxy(session_dir / f"upload-{block_with}", config, certs.ca_file)
     try:
-        before_rss = _rss_kb(proxy)
+        before_rss, before_fds = _rss_kb(proxy), _open_fds(proxy)
         size = 64 * 1024 * 1024
         tls = _tunnel(proxy, "evil.example.net:443", "evil.example.net", source=LAN)
+        tls.settimeout(5)
         tls.sendall(("POST /up HTTP/1.1\r\nHost: evil.example.net\r\n"
                      f"Content-Length: {size}\r\nContent-Type: application/octet-stream\r\n"
                      f"Referer: {REFERER}\r\nUser-Agent: {MP_HEADERS['User-Agent']}\r\n\r\n"
                      ).encode())
         chunk = b"x" * 65536
         sent = 0
+        start = time.monotonic()
+        ended = ""
         try:
             while sent < size:
                 tls.sendall(chunk)
                 sent += len(chunk)
-        except (OSError, ssl.SSLError):
-            pass  # the proxy ended the connection: the body was not read
+            ended = "sent whole" if tls.recv(1024) else "closed after the body"
+        except TimeoutError:
+            ended = "hung: the proxy neither read nor closed"
+        except (OSError, ssl.SSLError) as exc:
+            ended = f"closed ({type(exc).__name__})"
+        elapsed = time.monotonic() - start
         tls.close()
+        assert ended.startswith("closed ("), ended
+        assert elapsed < 3, f"the connection ended only after {elapsed:.1f} s"
+        assert sent < size // 4, f"the proxy read {sent >> 20} MiB of a blocked body"
         time.sleep(0.5)
         grown_mb = (_rss_kb(proxy) - before_rss) / 1024
         assert grown_mb < 24, f"RSS grew {grown_mb:.0f} MB for a blocked 64 MiB upload"
+        assert _open_fds(proxy) <= before_fds + 1
         assert proxy.wait_for_log(lambda e: e.get("rule") == "domain.not_listed"
                                   and e.get("url", "").endswith("/up"))
     finally:
