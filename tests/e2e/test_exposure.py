@@ -439,3 +439,34 @@ def test_connections_without_a_request_head_are_closed(
         assert send(proxy, "https://api.example.com/hello", MP_HEADERS).status == 200
     finally:
         proxy.stop()
+
+
+def test_mitmweb_is_not_reachable_through_the_proxy_by_anyone(
+        session_dir: Path, certs: Certs, resolve_map: dict[str, str]):
+    """CVE-2025-23217's path: a client asks the proxy for mitmweb's API on its own port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    proxy = start_proxy(session_dir / "web", base_config(resolve_map), certs.ca_file,
+                        ["--web", "--set", f"web_port={web_port}",
+                         "--set", "web_open_browser=false"])
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # mitmweb itself is up on its port
+            try:
+                socket.create_connection(("127.0.0.1", web_port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mitmweb did not start"
+                time.sleep(0.2)
+        body = b'{"wxgate_mode": "report"}'
+        for source in (LAN, "127.0.0.1"):
+            reply = exchange(proxy, (
+                f"PUT http://127.0.0.1:{web_port}/options HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{web_port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body, source=source)
+            assert status_of(reply) == 403, (source, reply[:200])
+            assert b"mitmweb" in reply
+        assert status(proxy)["mode"] == "enforce"
+    finally:
+        proxy.stop()
