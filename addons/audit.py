@@ -41,38 +41,35 @@ import heapq
 import json
 import logging
 import math
-import os
 import sys
 import tempfile
-import time
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any
 
 from mitmproxy import eventsequence, hooks, http, options, tls
 from mitmproxy import flow as mflow
 from mitmproxy.addonmanager import traverse
-from mitmproxy.io import FlowReader, har, tnetstring
 from mitmproxy.master import Master
 from mitmproxy.proxy import context as proxy_context
 from mitmproxy.proxy.layers import tls as tls_layer
 
 from . import events
+from .capture import InputError, end_of, open_capture, plural, start_of
 from .pipeline import make_addons
 from .policy.config import Config, ConfigError, load_config
 from .policy.rules import RULES
+from .progress import Progress
 from .report import (
     SEVERITIES,
     OutputError,
     ReportContext,
     Summary,
     iter_log,
-    open_input,
     summarize,
     summary_lines,
     write_outputs,
@@ -81,335 +78,8 @@ from .state import META, Runtime
 from .verdict import info_of
 
 TLS_RULES = tuple(r for r in RULES if r.startswith("tls.") and r != "tls.no_legacy")
-# What one read may hold: a flow record (tnetstring) or a whole HAR is read into memory
-# before it is parsed, so a length prefix or a file beyond these is refused unread.
-MAX_RECORD_BYTES = 256 * 1024 * 1024
-MAX_HAR_BYTES = 256 * 1024 * 1024
-_MIB = 1024 * 1024
 # Server connections already announced; bounded so that memory stays flat.
 _SEEN_SERVERS_MAX = 10_000
-
-
-class InputError(Exception):
-    """An input that can't be audited (or audited only in part); one sentence."""
-
-
-# --- reading captures -------------------------------------------------------------------------
-
-def start_of(flow: http.HTTPFlow) -> float:
-    return float(flow.request.timestamp_start or flow.client_conn.timestamp_start
-                 or flow.timestamp_created)
-
-
-def end_of(flow: http.HTTPFlow) -> float:
-    """When the call stopped being in flight; inf when the capture never saw it end."""
-    start = start_of(flow)
-    ends = [start]
-    if flow.websocket is not None:
-        if flow.websocket.timestamp_end is not None:
-            ends.append(flow.websocket.timestamp_end)
-        elif flow.error is None:
-            return math.inf  # still open when the capture was saved
-    elif flow.response is None and flow.error is None:
-        return math.inf
-    if flow.response is not None:
-        ends.append(flow.response.timestamp_end or flow.response.timestamp_start or start)
-    if flow.error is not None and flow.error.timestamp:
-        ends.append(flow.error.timestamp)
-    return max(ends)
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else plural or word + 's'}"
-
-
-def _before(n: int, word: str, plural: str | None = None) -> str:
-    if n == 0:
-        return f"no {word} before it could be read"
-    return f"the {_plural(n, word, plural)} before it {'is' if n == 1 else 'are'} still audited"
-
-
-@dataclass
-class Capture:
-    """One input file, indexed: how many HTTP flows, their start times, where it broke."""
-
-    path: Path
-    kind: str  # "flows" | "har"
-    starts: array[float] = field(default_factory=lambda: array("d"))
-    offsets: array[int] = field(default_factory=lambda: array("q"))  # flow files only
-    entries: list[Any] = field(default_factory=list)  # HAR only
-    damage: str | None = None
-    non_http: int = 0
-
-    @property
-    def count(self) -> int:
-        return len(self.starts)
-
-    def in_order(self) -> bool:
-        starts = self.starts
-        return all(starts[i] <= starts[i + 1] for i in range(len(starts) - 1))
-
-    def flows(self) -> Iterator[http.HTTPFlow]:
-        """The HTTP flows before any damage, in the order their requests started.
-
-        A flow that can't be loaded ends the stream and sets `damage`, so that the flows
-        already in flight are still finished and reported.
-        """
-        order = range(self.count) if self.in_order() else sorted(
-            range(self.count), key=self.starts.__getitem__)
-        if self.kind == "har":
-            for i in order:
-                entry, self.entries[i] = self.entries[i], None  # converted once, then let go
-                yield har.request_to_flow(entry)
-            return
-        try:
-            handle = open_input(self.path, "a capture file", InputError)
-        except InputError as exc:
-            self.damage = f"{exc} (it changed while it was being audited)"
-            return
-        with handle as fo:
-            for done, i in enumerate(order):
-                fo.seek(self.offsets[i])  # in buffer, no system call, when reading in order
-                changed = "the file changed while it was being audited"
-                try:
-                    loaded = next(iter(FlowReader(fo).stream()))
-                    reason = "" if isinstance(loaded, http.HTTPFlow) else changed
-                except StopIteration:
-                    reason = changed
-                except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
-                    reason = _reason(exc) or changed
-                if reason:
-                    before = "no flow was audited before it" if not done else (
-                        f"the {_plural(done, 'flow')} that started before it "
-                        f"{'is' if done == 1 else 'are'} still audited")
-                    self.damage = (f"{self.path}: the flow at byte {self.offsets[i]} cannot "
-                                   f"be loaded ({reason}); {before}.")
-                    return
-                assert isinstance(loaded, http.HTTPFlow)
-                yield loaded
-
-
-def open_capture(path: Path, progress: Progress | None = None) -> Capture:
-    """Index one input; InputError when nothing in it can be audited.
-
-    A file damaged after some flows is returned with `damage` set: the flows before the
-    damage are audited and the damage is reported.
-    """
-    name = str(path)
-    fo = open_input(path, "a capture file", InputError)
-    with fo:
-        size = os.fstat(fo.fileno()).st_size
-        if size == 0:
-            raise InputError(f"{name} is empty (0 bytes): there are no flows to audit.")
-        head = fo.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head.startswith(b"{"):
-            capture = _index_har(path, fo, size)
-        else:
-            capture = _index_flow_file(path, fo, size, progress)
-    if capture.count == 0 and capture.damage is None:
-        what = "HTTP flows" if capture.kind == "flows" else "entries"
-        raise InputError(f"{name} holds no {what}: there is nothing to audit.")
-    if capture.count == 0 and capture.damage is not None:
-        raise InputError(capture.damage)
-    return capture
-
-
-def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | None
-                     ) -> Capture:
-    """Start time and offset of each HTTP flow, without building the flows.
-
-    Only the record framing and each record's `type` and `request` are parsed: a full
-    load per flow would double the cost of the audit. A record this scan can't place
-    is loaded the full way, by mitmproxy's reader.
-    """
-    capture = Capture(path, "flows")
-    records = 0
-    while True:
-        offset = fo.tell()
-        try:
-            found = _scan_record(fo, size)
-        except (ValueError, IndexError, TypeError, RecursionError) as exc:
-            capture.damage = _damage(str(path), records, offset, size, exc, fo.tell() >= size)
-            break
-        if found is None:
-            break
-        kind, start = found
-        if start is None and kind == "http":
-            fo.seek(offset)
-            try:
-                loaded = next(iter(FlowReader(fo).stream()))
-            except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
-                capture.damage = _damage(str(path), records, offset, size, exc,
-                                         fo.tell() >= size)
-                break
-            kind = "http" if isinstance(loaded, http.HTTPFlow) else "other"
-            start = start_of(loaded) if isinstance(loaded, http.HTTPFlow) else None
-        records += 1
-        if kind == "http" and start is not None:
-            capture.starts.append(start)
-            capture.offsets.append(offset)
-        else:
-            capture.non_http += 1
-        if progress is not None:
-            progress.update(f"reading {path.name}", fo.tell(), size, unit="bytes")
-    return capture
-
-
-def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None] | None:
-    """One flow record's type and request start, or None at the end of the file.
-
-    Mirrors `tnetstring.load`'s framing checks (and its messages); ValueError when the
-    record is not a flow record. A length prefix is checked against the `size` of the
-    file and MAX_RECORD_BYTES before anything is read: a hostile prefix can't make it
-    read past the file or allocate gigabytes.
-    """
-    char = fo.read(1)
-    if char == b"":
-        return None
-    digits = b""
-    while char.isdigit():
-        digits += char
-        if len(digits) > 12:
-            raise ValueError("not a tnetstring: absurdly large length prefix")
-        char = fo.read(1)
-    if char != b":":
-        raise ValueError("not a tnetstring: missing or invalid length prefix")
-    length = int(digits)
-    if fo.tell() + length + 1 > size:
-        fo.seek(0, os.SEEK_END)  # reported as a file cut short, as a short read would be
-        raise ValueError("not a tnetstring: the record ends early")
-    if length > MAX_RECORD_BYTES:
-        raise ValueError(f"a record of {length:,} bytes, over the {_amount(MAX_RECORD_BYTES)} "
-                         "that the audit reads")
-    payload = memoryview(fo.read(length))
-    tag = fo.read(1)
-    if len(payload) < length or tag == b"":
-        raise ValueError("not a tnetstring: the record ends early")
-    if tag != b"}":
-        raise ValueError("not a flow record: not a dictionary")
-    kind: str | None = None
-    start: float | None = None
-    while payload:
-        key, payload = tnetstring.pop(payload)
-        name = key.decode() if isinstance(key, bytes) else key
-        if name in ("type", "request"):
-            value, payload = tnetstring.pop(payload)
-            if name == "type":
-                kind = value.decode() if isinstance(value, bytes) else str(value)
-            elif isinstance(value, dict):
-                stamp = value.get("timestamp_start", value.get(b"timestamp_start"))
-                start = float(stamp) if isinstance(stamp, int | float) else None
-        else:
-            length, rest = tnetstring.split(payload, b":")
-            if len(rest) < length + 1:
-                raise ValueError(f"not a tnetstring: invalid length prefix: {length}")
-            payload = rest[length + 1:]
-    return kind or "unknown", start
-
-
-def _amount(size: int) -> str:
-    return f"{size / _MIB:,.0f} MiB" if size >= _MIB else f"{size:,} bytes"
-
-
-def _reason(exc: BaseException) -> str:
-    """Why a record could not be read, in a few words."""
-    cause = exc.__cause__ or exc
-    if isinstance(cause, RecursionError):
-        return "nested too deeply to read"
-    if isinstance(cause, MemoryError):
-        return "too large to hold in memory"
-    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
-        return f"a number of more than {sys.get_int_max_str_digits()} digits"
-    return str(cause) or type(cause).__name__
-
-
-def _damage(name: str, records: int, offset: int, size: int, exc: Exception, at_eof: bool
-            ) -> str:
-    reason = _reason(exc)
-    if records == 0 and offset == 0:
-        return (f"{name} is neither a mitmproxy flow file nor a HAR: it does not start with a "
-                f"flow record ({reason}).")
-    if at_eof:
-        return (f"{name} is cut short: flow {records + 1}, which starts at byte {offset}, ends "
-                f"with the file at byte {size}; {_before(records, 'flow')}.")
-    return (f"{name} is damaged: flow {records + 1} at byte {offset} is not a valid flow "
-            f"record ({reason}); {_before(records, 'flow')}.")
-
-
-def _index_har(path: Path, fo: BinaryIO, size: int) -> Capture:
-    name = str(path)
-    if size > MAX_HAR_BYTES:
-        raise InputError(f"{name} starts like a HAR but is {_amount(size)}, over the "
-                         f"{_amount(MAX_HAR_BYTES)} that the audit reads whole; export it "
-                         "without response bodies, or capture with mitmproxy.")
-    try:
-        data = json.loads(fo.read(MAX_HAR_BYTES).decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise InputError(f"{name} starts like JSON but is not UTF-8 text, so it is not a "
-                         "HAR.") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{name} is not valid JSON ({exc.msg}: line {exc.lineno} column "
-                         f"{exc.colno}), so it is neither a HAR nor a mitmproxy flow file."
-                         ) from None
-    except (RecursionError, ValueError, MemoryError) as exc:
-        raise InputError(f"{name} is JSON that can't be read ({_reason(exc)}), so it is not "
-                         "a HAR.") from None
-    log = data.get("log") if isinstance(data, dict) else None
-    entries = log.get("entries") if isinstance(log, dict) else None
-    if not isinstance(entries, list):
-        raise InputError(f"{name} is JSON but not a HAR: it has no log.entries list.")
-    capture = Capture(path, "har")
-    for i, entry in enumerate(entries):
-        try:
-            # Converted here only to find a bad entry before auditing starts; the flow is
-            # made again, one at a time, when it is audited.
-            capture.starts.append(start_of(har.request_to_flow(entry)))
-        except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
-            reason = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) else (
-                str(exc) or type(exc).__name__)
-            capture.damage = (f"{name}: HAR entry {i + 1} cannot be read ({reason}); "
-                              f"{_before(i, 'entry', 'entries')}.")
-            del entries[i:]
-            break
-    capture.entries = entries
-    return capture
-
-
-# --- progress -------------------------------------------------------------------------------
-
-class Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: IO[str] | None = None, enabled: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self._last = 0.0
-        self._shown = 0
-
-    def update(self, label: str, done: int, total: int, unit: str = "flows",
-               force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1 and done < total:
-            return  # a redraw per flow would cost more than the audit
-        self._last = now
-        ratio = done / total if total else 1.0
-        filled = int(self.WIDTH * ratio)
-        amount = (f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if unit == "bytes"
-                  else f"{done:,}/{total:,} {unit}")
-        line = f"{label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {ratio:4.0%} {amount}"
-        self.stream.write("\r" + line.ljust(self._shown))
-        self.stream.flush()
-        self._shown = len(line)
-
-    def clear(self) -> None:
-        if self.enabled and self._shown:
-            self.stream.write("\r" + " " * self._shown + "\r")
-            self.stream.flush()
-            self._shown = 0
 
 
 # --- collecting what the addons logged ------------------------------------------------------
@@ -682,31 +352,31 @@ def not_judged(stats: Stats, judges_tls: bool) -> dict[str, str]:
 def notes_for(stats: Stats, judges_tls: bool, damage: list[str], apps: int) -> list[str]:
     notes = list(damage)
     notes.append(
-        f"{_plural(stats.flows, 'HTTP flow')} audited, {stats.in_scope} of them from mini "
+        f"{plural(stats.flows, 'HTTP flow')} audited, {stats.in_scope} of them from mini "
         "programs; each violation's time is the start of its call in the capture.")
     notes.append("concurrency.exceeded and socket.exceeded are judged from overlapping "
                  "timestamps: a call is in flight from its request's start to its response's "
                  "end (or its error, or the socket's close).")
     notes.append("timeout.exceeded is judged from the request's start and the response's end "
                  "against the app's networkTimeout."
-                 + (f" {_plural(stats.timeout_unjudged, 'call')} without a recorded end could "
+                 + (f" {plural(stats.timeout_unjudged, 'call')} without a recorded end could "
                     "not be judged." if stats.timeout_unjudged else ""))
     if judges_tls and 0 < stats.tls_chains < stats.https:
         notes.append(f"TLS rules are judged for {stats.tls_chains} of {stats.https} https "
                      "flows; the others kept no certificate chain (HAR entries never do).")
     if stats.har_flows:
-        notes.append(f"{_plural(stats.har_flows, 'flow')} came from HAR, which holds no TLS "
+        notes.append(f"{plural(stats.har_flows, 'flow')} came from HAR, which holds no TLS "
                      "data and no WebSocket lifetime beyond the entry's own time.")
     if stats.non_http:
-        notes.append(f"{_plural(stats.non_http, 'non-HTTP flow')} (TCP, UDP, DNS) were "
+        notes.append(f"{plural(stats.non_http, 'non-HTTP flow')} (TCP, UDP, DNS) were "
                      "skipped: no mini-program API makes them.")
     if stats.passthrough:
-        notes.append(f"{_plural(stats.passthrough, 'flow')} to passthrough hosts were not "
+        notes.append(f"{plural(stats.passthrough, 'flow')} to passthrough hosts were not "
                      "judged: the proxy tunnels them untouched.")
     if not apps:
         notes.append("The config lists no app, so no call was judged as a mini program's.")
     if stats.unfinished:
-        notes.append(f"{_plural(stats.unfinished, 'call')} never ended in the capture; they "
+        notes.append(f"{plural(stats.unfinished, 'call')} never ended in the capture; they "
                      "count as in flight until its end.")
     notes.append("Rules that need the live client (background.*) or a live server "
                  "(tls.no_legacy) are not judged offline.")
@@ -858,7 +528,7 @@ def run_audit(args: argparse.Namespace) -> int:
     for sentence in result.bad_inputs:
         _say(sentence)
     if result.internal_errors:
-        _say(f"wxgate failed {_plural(len(result.internal_errors), 'time')} while judging "
+        _say(f"wxgate failed {plural(len(result.internal_errors), 'time')} while judging "
              f"(first: {result.internal_errors[0]}), so the audit fails closed.")
     _print_summary(result, args)
     return result.exit_code(args.fail_on)
@@ -866,8 +536,8 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _print_summary(result: AuditResult, args: argparse.Namespace) -> None:
     stats = result.stats
-    print(f"wxgate audit: {_plural(len(args.files), 'file')}, "
-          f"{_plural(stats.flows, 'HTTP flow')} ({stats.in_scope} from mini programs)")
+    print(f"wxgate audit: {plural(len(args.files), 'file')}, "
+          f"{plural(stats.flows, 'HTTP flow')} ({stats.in_scope} from mini programs)")
     for line in summary_lines(result.summary):
         print(line)
     if result.not_judged:

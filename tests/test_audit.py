@@ -12,10 +12,11 @@ import pytest
 from mitmproxy import http, tls
 from mitmproxy.io import FlowWriter, tnetstring
 from wxgate import audit as audit_module
+from wxgate import capture as capture_module
 from wxgate import events
-from wxgate.audit import Progress
 from wxgate.cli import main as cli_main
 from wxgate.pipeline import make_addons
+from wxgate.progress import Progress
 from wxgate.state import Runtime
 
 from .addon_helpers import runtime_for
@@ -294,7 +295,7 @@ def test_a_flow_record_over_the_read_limit_is_refused_before_it_is_read(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     capture = write_flows(tmp_path / "big.mitm", [violating("big", T0)])
     length = int(capture.read_bytes().split(b":", 1)[0])
-    monkeypatch.setattr(audit_module, "MAX_RECORD_BYTES", 1000)
+    monkeypatch.setattr(capture_module, "MAX_RECORD_BYTES", 1000)
     assert run(tmp_path, capture) == (2, [])
     assert stderr_sentences(capsys.readouterr().err) == [
         f"wxgate audit: {capture} is neither a mitmproxy flow file nor a HAR: it does not "
@@ -306,7 +307,7 @@ def test_a_har_over_the_read_limit_is_refused_before_it_is_read(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     har = write_har(tmp_path / "big.har", [
         har_entry("https://evil.example.net/x", start=T0, headers=MP)])
-    monkeypatch.setattr(audit_module, "MAX_HAR_BYTES", 100)
+    monkeypatch.setattr(capture_module, "MAX_HAR_BYTES", 100)
     assert run(tmp_path, har) == (2, [])
     assert stderr_sentences(capsys.readouterr().err) == [
         f"wxgate audit: {har} starts like a HAR but is {har.stat().st_size:,} bytes, over the "

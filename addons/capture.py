@@ -1,0 +1,317 @@
+"""Reading captures for the offline audit: mitmproxy flow files and HAR, indexed by start time.
+
+A flow file is indexed first (start time and byte offset, 16 bytes a flow, and the sort
+order when the file is not already in start order) and then read again one flow at a time
+in start order. A HAR is one JSON document, parsed whole as mitmproxy's own reader does.
+Every read is bounded: a length prefix or a file beyond the limits is refused unread, and
+a broken input is one sentence (`InputError`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mitmproxy import http
+from mitmproxy.io import FlowReader, har, tnetstring
+
+from .progress import Progress
+from .report import open_input
+
+# What one read may hold: a flow record (tnetstring) or a whole HAR is read into memory
+# before it is parsed, so a length prefix or a file beyond these is refused unread.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+MAX_HAR_BYTES = 256 * 1024 * 1024
+_MIB = 1024 * 1024
+
+
+class InputError(Exception):
+    """An input that can't be audited (or audited only in part); one sentence."""
+
+
+# --- reading captures -------------------------------------------------------------------------
+
+def start_of(flow: http.HTTPFlow) -> float:
+    return float(flow.request.timestamp_start or flow.client_conn.timestamp_start
+                 or flow.timestamp_created)
+
+
+def end_of(flow: http.HTTPFlow) -> float:
+    """When the call stopped being in flight; inf when the capture never saw it end."""
+    start = start_of(flow)
+    ends = [start]
+    if flow.websocket is not None:
+        if flow.websocket.timestamp_end is not None:
+            ends.append(flow.websocket.timestamp_end)
+        elif flow.error is None:
+            return math.inf  # still open when the capture was saved
+    elif flow.response is None and flow.error is None:
+        return math.inf
+    if flow.response is not None:
+        ends.append(flow.response.timestamp_end or flow.response.timestamp_start or start)
+    if flow.error is not None and flow.error.timestamp:
+        ends.append(flow.error.timestamp)
+    return max(ends)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def _before(n: int, word: str, many: str | None = None) -> str:
+    if n == 0:
+        return f"no {word} before it could be read"
+    return f"the {plural(n, word, many)} before it {'is' if n == 1 else 'are'} still audited"
+
+
+@dataclass
+class Capture:
+    """One input file, indexed: how many HTTP flows, their start times, where it broke."""
+
+    path: Path
+    kind: str  # "flows" | "har"
+    starts: array[float] = field(default_factory=lambda: array("d"))
+    offsets: array[int] = field(default_factory=lambda: array("q"))  # flow files only
+    entries: list[Any] = field(default_factory=list)  # HAR only
+    damage: str | None = None
+    non_http: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
+
+    def in_order(self) -> bool:
+        starts = self.starts
+        return all(starts[i] <= starts[i + 1] for i in range(len(starts) - 1))
+
+    def flows(self) -> Iterator[http.HTTPFlow]:
+        """The HTTP flows before any damage, in the order their requests started.
+
+        A flow that can't be loaded ends the stream and sets `damage`, so that the flows
+        already in flight are still finished and reported.
+        """
+        order = range(self.count) if self.in_order() else sorted(
+            range(self.count), key=self.starts.__getitem__)
+        if self.kind == "har":
+            for i in order:
+                entry, self.entries[i] = self.entries[i], None  # converted once, then let go
+                yield har.request_to_flow(entry)
+            return
+        try:
+            handle = open_input(self.path, "a capture file", InputError)
+        except InputError as exc:
+            self.damage = f"{exc} (it changed while it was being audited)"
+            return
+        with handle as fo:
+            for done, i in enumerate(order):
+                fo.seek(self.offsets[i])  # in buffer, no system call, when reading in order
+                changed = "the file changed while it was being audited"
+                try:
+                    loaded = next(iter(FlowReader(fo).stream()))
+                    reason = "" if isinstance(loaded, http.HTTPFlow) else changed
+                except StopIteration:
+                    reason = changed
+                except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
+                    reason = _reason(exc) or changed
+                if reason:
+                    before = "no flow was audited before it" if not done else (
+                        f"the {plural(done, 'flow')} that started before it "
+                        f"{'is' if done == 1 else 'are'} still audited")
+                    self.damage = (f"{self.path}: the flow at byte {self.offsets[i]} cannot "
+                                   f"be loaded ({reason}); {before}.")
+                    return
+                assert isinstance(loaded, http.HTTPFlow)
+                yield loaded
+
+
+def open_capture(path: Path, progress: Progress | None = None) -> Capture:
+    """Index one input; InputError when nothing in it can be audited.
+
+    A file damaged after some flows is returned with `damage` set: the flows before the
+    damage are audited and the damage is reported.
+    """
+    name = str(path)
+    fo = open_input(path, "a capture file", InputError)
+    with fo:
+        size = os.fstat(fo.fileno()).st_size
+        if size == 0:
+            raise InputError(f"{name} is empty (0 bytes): there are no flows to audit.")
+        head = fo.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head.startswith(b"{"):
+            capture = _index_har(path, fo, size)
+        else:
+            capture = _index_flow_file(path, fo, size, progress)
+    if capture.count == 0 and capture.damage is None:
+        what = "HTTP flows" if capture.kind == "flows" else "entries"
+        raise InputError(f"{name} holds no {what}: there is nothing to audit.")
+    if capture.count == 0 and capture.damage is not None:
+        raise InputError(capture.damage)
+    return capture
+
+
+def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | None
+                     ) -> Capture:
+    """Start time and offset of each HTTP flow, without building the flows.
+
+    Only the record framing and each record's `type` and `request` are parsed: a full
+    load per flow would double the cost of the audit. A record this scan can't place
+    is loaded the full way, by mitmproxy's reader.
+    """
+    capture = Capture(path, "flows")
+    records = 0
+    while True:
+        offset = fo.tell()
+        try:
+            found = _scan_record(fo, size)
+        except (ValueError, IndexError, TypeError, RecursionError) as exc:
+            capture.damage = _damage(str(path), records, offset, size, exc, fo.tell() >= size)
+            break
+        if found is None:
+            break
+        kind, start = found
+        if start is None and kind == "http":
+            fo.seek(offset)
+            try:
+                loaded = next(iter(FlowReader(fo).stream()))
+            except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
+                capture.damage = _damage(str(path), records, offset, size, exc,
+                                         fo.tell() >= size)
+                break
+            kind = "http" if isinstance(loaded, http.HTTPFlow) else "other"
+            start = start_of(loaded) if isinstance(loaded, http.HTTPFlow) else None
+        records += 1
+        if kind == "http" and start is not None:
+            capture.starts.append(start)
+            capture.offsets.append(offset)
+        else:
+            capture.non_http += 1
+        if progress is not None:
+            progress.update(f"reading {path.name}", fo.tell(), size, unit="bytes")
+    return capture
+
+
+def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None] | None:
+    """One flow record's type and request start, or None at the end of the file.
+
+    Mirrors `tnetstring.load`'s framing checks (and its messages); ValueError when the
+    record is not a flow record. A length prefix is checked against the `size` of the
+    file and MAX_RECORD_BYTES before anything is read: a hostile prefix can't make it
+    read past the file or allocate gigabytes.
+    """
+    char = fo.read(1)
+    if char == b"":
+        return None
+    digits = b""
+    while char.isdigit():
+        digits += char
+        if len(digits) > 12:
+            raise ValueError("not a tnetstring: absurdly large length prefix")
+        char = fo.read(1)
+    if char != b":":
+        raise ValueError("not a tnetstring: missing or invalid length prefix")
+    length = int(digits)
+    if fo.tell() + length + 1 > size:
+        fo.seek(0, os.SEEK_END)  # reported as a file cut short, as a short read would be
+        raise ValueError("not a tnetstring: the record ends early")
+    if length > MAX_RECORD_BYTES:
+        raise ValueError(f"a record of {length:,} bytes, over the {_amount(MAX_RECORD_BYTES)} "
+                         "that the audit reads")
+    payload = memoryview(fo.read(length))
+    tag = fo.read(1)
+    if len(payload) < length or tag == b"":
+        raise ValueError("not a tnetstring: the record ends early")
+    if tag != b"}":
+        raise ValueError("not a flow record: not a dictionary")
+    kind: str | None = None
+    start: float | None = None
+    while payload:
+        key, payload = tnetstring.pop(payload)
+        name = key.decode() if isinstance(key, bytes) else key
+        if name in ("type", "request"):
+            value, payload = tnetstring.pop(payload)
+            if name == "type":
+                kind = value.decode() if isinstance(value, bytes) else str(value)
+            elif isinstance(value, dict):
+                stamp = value.get("timestamp_start", value.get(b"timestamp_start"))
+                start = float(stamp) if isinstance(stamp, int | float) else None
+        else:
+            length, rest = tnetstring.split(payload, b":")
+            if len(rest) < length + 1:
+                raise ValueError(f"not a tnetstring: invalid length prefix: {length}")
+            payload = rest[length + 1:]
+    return kind or "unknown", start
+
+
+def _amount(size: int) -> str:
+    return f"{size / _MIB:,.0f} MiB" if size >= _MIB else f"{size:,} bytes"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a record could not be read, in a few words."""
+    cause = exc.__cause__ or exc
+    if isinstance(cause, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(cause, MemoryError):
+        return "too large to hold in memory"
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    return str(cause) or type(cause).__name__
+
+
+def _damage(name: str, records: int, offset: int, size: int, exc: Exception, at_eof: bool
+            ) -> str:
+    reason = _reason(exc)
+    if records == 0 and offset == 0:
+        return (f"{name} is neither a mitmproxy flow file nor a HAR: it does not start with a "
+                f"flow record ({reason}).")
+    if at_eof:
+        return (f"{name} is cut short: flow {records + 1}, which starts at byte {offset}, ends "
+                f"with the file at byte {size}; {_before(records, 'flow')}.")
+    return (f"{name} is damaged: flow {records + 1} at byte {offset} is not a valid flow "
+            f"record ({reason}); {_before(records, 'flow')}.")
+
+
+def _index_har(path: Path, fo: BinaryIO, size: int) -> Capture:
+    name = str(path)
+    if size > MAX_HAR_BYTES:
+        raise InputError(f"{name} starts like a HAR but is {_amount(size)}, over the "
+                         f"{_amount(MAX_HAR_BYTES)} that the audit reads whole; export it "
+                         "without response bodies, or capture with mitmproxy.")
+    try:
+        data = json.loads(fo.read(MAX_HAR_BYTES).decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise InputError(f"{name} starts like JSON but is not UTF-8 text, so it is not a "
+                         "HAR.") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{name} is not valid JSON ({exc.msg}: line {exc.lineno} column "
+                         f"{exc.colno}), so it is neither a HAR nor a mitmproxy flow file."
+                         ) from None
+    except (RecursionError, ValueError, MemoryError) as exc:
+        raise InputError(f"{name} is JSON that can't be read ({_reason(exc)}), so it is not "
+                         "a HAR.") from None
+    log = data.get("log") if isinstance(data, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list):
+        raise InputError(f"{name} is JSON but not a HAR: it has no log.entries list.")
+    capture = Capture(path, "har")
+    for i, entry in enumerate(entries):
+        try:
+            # Converted here only to find a bad entry before auditing starts; the flow is
+            # made again, one at a time, when it is audited.
+            capture.starts.append(start_of(har.request_to_flow(entry)))
+        except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
+            reason = f"missing {exc.args[0]!r}" if isinstance(exc, KeyError) else (
+                str(exc) or type(exc).__name__)
+            capture.damage = (f"{name}: HAR entry {i + 1} cannot be read ({reason}); "
+                              f"{_before(i, 'entry', 'entries')}.")
+            del entries[i:]
+            break
+    capture.entries = entries
+    return capture
