@@ -1,4 +1,5 @@
-"""Prints where the proxy listens, how to point a phone at it, and a line per app."""
+"""Prints where the proxy listens, how to point a phone at it, a line per app, and what
+wxgate could not read in a project (the config's warnings)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def banner_lines(config: Config, mode: str, listen: list[tuple[str, int]],
         lines.append(line)
     if not config.apps:
         lines.append("  no apps configured: mini-program traffic is not judged")
+    # A project before its build: the timeouts are the defaults, and the banner says so.
+    lines += [f"  {warning}" for warning in config.warnings]
     if log_path:
         lines.append(f"  violation log: {log_path}")
     return lines

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
-from . import audit, check_cert, ctl, report
-from .policy.config import ConfigError, check_config
+from . import audit, check_cert, ctl, events, report
+from .policy.clients import canonical_referer
+from .policy.config import AppConfig, ConfigError, check_config
+from .policy.rules import APIS
 
 # Package data: the same file is config/default.yaml in a checkout (a link to this one).
 BUNDLED_DEFAULT = Path(__file__).resolve().parent / "default.yaml"
@@ -30,7 +33,59 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def versions() -> str:
+    """wxgate's and mitmproxy's versions, as installed."""
+
+    def of(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "(not installed)"
+
+    python = ".".join(str(n) for n in sys.version_info[:3])
+    return f"wxgate {of('wxgate')} (mitmproxy {of('mitmproxy')}, Python {python})"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def resolved_lines(app: AppConfig) -> list[str]:
+    """What check-config resolved for one app, each value with the file it came from."""
+    src = app.sources
+
+    def source(key: str) -> str:
+        return src.get(key) or "default"
+
+    lines = [f"app {app.appid}",
+             f"  appid: {app.appid} ({source('appid')})",
+             f"  Referer version {app.version} ({source('version')}): "
+             f"{canonical_referer(app.appid, app.version)}"]
+    for api in APIS:
+        entries = app.domains.get(api, ())
+        listed = ", ".join(e.raw for e in entries)
+        lines.append(f"  domains {api}: {listed} ({source(f'domains.{api}')})" if entries
+                     else f"  domains {api}: none")
+    if app.business_domains:
+        listed = ", ".join(e.raw for e in app.business_domains)
+        lines.append(f"  business_domains: {listed}")
+    for api in APIS:
+        lines.append(f"  networkTimeout {api}: {app.network_timeout[api]} ms "
+                     f"({source(f'network_timeout.{api}')})")
+    if app.url_check is None:
+        lines.append("  urlCheck: not set" + (" in the project" if app.project else
+                                               " (no project)"))
+    else:
+        line = f"  urlCheck: {'on' if app.url_check else 'off'} ({source('url_check')})"
+        if not app.url_check:
+            line += ": DevTools checks no domains, TLS or certificates; wxgate is the only check"
+        lines.append(line)
+    return lines
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Every problem and warning on stderr, one located line each; on success, what each
+    app resolved to on stdout."""
     path = config_path(args.config)
     try:
         config, problems = check_config(path)
@@ -38,16 +93,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             _say(str(problem))
         return 2
-    for problem in problems:
+    for problem in [*problems, *config.warnings]:
         _say(str(problem))
     if problems:
-        _say(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+        _say(f"{path}: {_plural(len(problems), 'problem')}")
         return 1
-    print(f"{path}: ok, {len(config.apps)} app{'s' if len(config.apps) != 1 else ''}")
+    tail = f", {_plural(len(config.warnings), 'warning')}" if config.warnings else ""
+    print(f"{path}: ok, {_plural(len(config.apps), 'app')}{tail}")
+    for app in config.apps:
+        print("\n".join(resolved_lines(app)))
     return 0
 
 
+# mitmweb's flow list: its default columns, and the comment, which holds the rule ids.
+WEB_COLUMNS = ("tls", "icon", "path", "method", "status", "comment", "size", "time")
+
+
 def mitmproxy_args(args: argparse.Namespace, path: Path) -> list[str]:
+    """mitmdump's (or mitmweb's) arguments for `wxgate run`.
+
+    wxgate prints a line per violation, so by default mitmdump prints no line per flow
+    (and `cmd_run` mutes mitmproxy's connection chatter); -v gives mitmproxy's usual
+    output back, -vv its verbose one, -q leaves only its errors. mitmweb's flow list gets
+    the comment column. An option the user sets with --set is left to them.
+    """
+    given = {item.split("=", 1)[0] for item in args.set or []}
     argv = [
         "-s", str(SCRIPT),
         "--set", f"wxgate_config={path.resolve()}",
@@ -59,10 +129,17 @@ def mitmproxy_args(args: argparse.Namespace, path: Path) -> list[str]:
         argv += ["--listen-host", args.listen_host]
     if args.control_port is not None:
         argv += ["--set", f"wxgate_control_port={args.control_port}"]
+    if args.web and "web_columns" not in given:
+        for column in WEB_COLUMNS:
+            argv += ["--set", f"web_columns={column}"]
+    if not args.web and not args.quiet and not args.verbose and "flow_detail" not in given:
+        argv += ["--set", "flow_detail=0"]
     for item in args.set or []:
         argv += ["--set", item]
     if args.quiet:
         argv.append("-q")
+    elif args.verbose >= 2:
+        argv.append("-v")
     return argv
 
 
@@ -78,6 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"wxgate: not started, {path} has {len(problems)} problem(s)")
         return 2
     argv = mitmproxy_args(args, path)
+    if not args.verbose:
+        events.mute_connection_log()
+    events.take_terminal()  # before mitmproxy picks up stdout and stderr
     from mitmproxy.tools import main as mitm
 
     # mitmproxy reads sys.argv[0] for its own messages.
@@ -94,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wxgate",
         description="Enforcing proxy for WeChat Mini Program traffic.",
     )
+    parser.add_argument("--version", action="version", version=versions(),
+                        help="print wxgate's and mitmproxy's versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start the proxy (mitmdump, or mitmweb with --web)")
@@ -104,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--web", action="store_true", help="run mitmweb (UI on :8081)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="a mitmproxy or wxgate option, passed through")
-    run.add_argument("-q", "--quiet", action="store_true", help="no mitmproxy flow log")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="only wxgate's lines and mitmproxy's errors")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="also mitmproxy's line per flow and its connection log "
+                          "(client connect, ...); -vv: mitmproxy's verbose output")
     run.add_argument("--control-port", type=int,
                      help="also serve the control API on this loopback port")
     run.set_defaults(func=cmd_run)

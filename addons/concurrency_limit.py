@@ -1,4 +1,5 @@
-"""At most `limits.concurrency` in-flight request/uploadFile/downloadFile calls per app.
+"""At most `limits.concurrency` in-flight request/uploadFile/downloadFile calls per app
+on one device (a client address: SPEC §3), as each phone's WeChat counts its own.
 
 `over_concurrency: queue` holds the extra call until a slot frees (first come, first
 served), as the client's task queue does; `fail` fails it with "exceed max task
@@ -11,7 +12,7 @@ from __future__ import annotations
 from mitmproxy import command, http
 
 from .policy.rules import Severity, Violation
-from .state import Runtime
+from .state import Runtime, device_of_flow
 from .verdict import enforce, fail_closed, judgeable, may_block, record
 
 COUNTED_APIS = ("request", "uploadFile", "downloadFile")
@@ -28,15 +29,16 @@ class ConcurrencyLimit:
             return
         limits = self.runtime.config.limits
         pool = "shared" if limits.concurrency_pool == "shared" else info.api
-        key = (info.appid, pool)
+        device = device_of_flow(flow)
+        key = (device, info.appid, pool)
         slots = self.runtime.inflight
         if slots.try_acquire(key, flow.id, limits.concurrency):
             return
         in_flight = slots.in_use(key)
         scope = "request, uploadFile and downloadFile together" if pool == "shared" else (
             f"{info.api} alone")
-        detail = (f"{in_flight} calls already in flight for {info.appid} "
-                  f"(limit {limits.concurrency}, {scope})")
+        detail = (f"{in_flight} calls already in flight for {info.appid} on {device} "
+                  f"(limit {limits.concurrency} per device, {scope})")
         if not may_block(flow, self.runtime):
             record(flow, Violation("concurrency.exceeded", detail, info.api), self.runtime,
                    "reported")
@@ -67,6 +69,7 @@ class ConcurrencyLimit:
 
     @command.command("wxgate.inflight")  # type: ignore[untyped-decorator]
     def inflight(self) -> str:
-        """In-flight calls per app and pool, as `appid/pool=count` pairs."""
+        """In-flight calls per device, app and pool, as `device/appid/pool=count` pairs."""
         counts = self.runtime.inflight.counts()
-        return " ".join(f"{appid}/{pool}={n}" for (appid, pool), n in sorted(counts.items()))
+        return " ".join(f"{device}/{appid}/{pool}={n}"
+                        for (device, appid, pool), n in sorted(counts.items()))

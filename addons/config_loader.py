@@ -66,6 +66,7 @@ class ConfigLoader:
         events.logger().info(
             "config_loaded", file=path, mode=self.runtime.mode,
             apps=[a.appid for a in config.apps],
+            warnings=[str(w) for w in config.warnings],
         )
 
     def _reject(self, path: str, exc: ConfigError) -> None:

@@ -7,6 +7,9 @@ TCP peer at 127.0.0.1 or ::1 exactly, so that another 127.x source address stand
 LAN caller (and LocalDestinations keeps the proxy from carrying anyone to the control port).
 A call that changes state must be JSON and must not come from a web page (no `Origin`), so
 a page open in a browser that uses the proxy cannot forge one.
+
+Background and foreground take `?client=ADDR` to name one device (a client address, as
+`GET /status` lists the devices); without it they apply to every device running the app.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from mitmproxy.net.http.status_codes import RESPONSES
 
 from . import events, metrics
 from .background import Background
+from .devices import parse_device
 from .faults import BackgroundWindow, parse_fault
 from .policy.exposure import is_loopback_peer
 from .state import Runtime
@@ -202,14 +206,7 @@ class ControlApi:
             return 200, {"violations": found, "last": last, "more": more,
                          "oldest": events.RECENT.first_seq}
         if method == "POST" and (m := _APP_ACTION.match(path)):
-            appid = m["appid"]
-            if self.runtime.config.app(appid) is None:
-                return 404, {"error": f"{appid} is not a configured app"}
-            if m["action"] == "background":
-                self.background.go_background(appid)
-            else:
-                self.background.go_foreground(appid)
-            return 200, {"appid": appid, "background": appid in self.runtime.background}
+            return self._app_action(m["appid"], m["action"], call.query.get("client", []))
         if method == "POST" and path == "/faults":
             return self._add_faults(call.body)
         if method == "DELETE" and path == "/faults":
@@ -218,6 +215,29 @@ class ControlApi:
             removed = self.runtime.faults.remove(int(m["id"]))
             return (200 if removed else 404), {"removed": removed}
         return 404, {"error": f"no such endpoint: {method} {path}"}
+
+    def _app_action(self, appid: str, action: str, clients: list[str]
+                    ) -> tuple[int, dict[str, Any]]:
+        """Background or foreground an app on one device (`?client=ADDR`) or on all."""
+        if self.runtime.config.app(appid) is None:
+            return 404, {"error": f"{appid} is not a configured app"}
+        if len(clients) > 1:
+            return 400, {"error": "name one device per call: a single ?client=ADDR"}
+        device = None
+        if clients:
+            device = parse_device(clients[0])
+            if device is None:
+                return 400, {"error": f"client must be an IP address (a device is a client "
+                                      f"address, as in GET /status), not {clients[0]!r}"}
+        if action == "background":
+            self.background.go_background(appid, device=device)
+        else:
+            self.background.go_foreground(appid, device=device)
+        if device is None:
+            in_background = appid in self.runtime.background
+        else:
+            in_background = self.runtime.background_since(device, appid) is not None
+        return 200, {"appid": appid, "client": device, "background": in_background}
 
     def _add_faults(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -243,25 +263,73 @@ class ControlApi:
 
     def status(self) -> dict[str, Any]:
         config = self.runtime.config
+        devices = self.runtime.devices
+        devices.sweep()
         inflight = self.runtime.inflight.counts()
+        sockets = self.runtime.sockets.counts()
         apps = {}
         for app in config.apps:
-            pools = {pool: n for (appid, pool), n in inflight.items() if appid == app.appid}
+            pools: dict[str, int] = {}
+            for (_, appid, pool), n in inflight.items():
+                if appid == app.appid:
+                    pools[pool] = pools.get(pool, 0) + n
             apps[app.appid] = {
                 "version": app.version,
                 "inflight": sum(pools.values()),
                 "inflight_by_pool": pools,
-                "sockets": self.runtime.sockets.in_use(app.appid),
+                "sockets": sum(n for (_, appid), n in sockets.items() if appid == app.appid),
+                # In background on every device (POST .../background without ?client=)
                 "background": app.appid in self.runtime.background,
                 "background_since": self.runtime.background.get(app.appid),
+                "background_devices": [
+                    d.address for d in devices
+                    if app.appid in d.apps | set(d.background)
+                    and self.runtime.background_since(d.address, app.appid) is not None],
             }
         return {
             "mode": self.runtime.mode,
             "config": config.source,
             "apps": apps,
+            "devices": self.devices_status(inflight, sockets),
+            "device_idle_ms": devices.idle_ms,
+            "devices_forgotten": devices.forgotten,
             "faults": self.runtime.faults.describe(),
             "seed": self.runtime.faults.seed,
             "flows": self.runtime.flows,
             "blocked": self.runtime.blocked,
             "violations": dict(self.runtime.violations),
         }
+
+    def devices_status(self, inflight: dict[Any, int], sockets: dict[Any, int]
+                       ) -> dict[str, Any]:
+        """Every device seen and not forgotten: its apps, what it has in flight, its
+        background state and which rules it hit how often."""
+        now = self.runtime.devices.clock()
+        found: dict[str, Any] = {}
+        for device in self.runtime.devices:
+            address = device.address
+            appids = device.apps | set(device.background) | {
+                key[1] for key in [*inflight, *sockets] if key[0] == address}
+            apps: dict[str, Any] = {}
+            for appid in sorted(appids):
+                pools = {pool: n for (d, a, pool), n in inflight.items()
+                         if d == address and a == appid}
+                since = self.runtime.background_since(address, appid)
+                apps[appid] = {
+                    "inflight": sum(pools.values()),
+                    "inflight_by_pool": pools,
+                    "sockets": sockets.get((address, appid), 0),
+                    "background": since is not None,
+                    "background_since": since,
+                }
+            found[address] = {
+                "apps": apps,
+                "inflight": sum(a["inflight"] for a in apps.values()),
+                "sockets": sum(a["sockets"] for a in apps.values()),
+                "running": len(device.running),
+                "calls": device.calls,
+                "first_seen": device.first_seen,
+                "idle_s": None if device.running else round(now - device.last_active, 1),
+                "violations": device.violations_by_rule(),
+            }
+        return found

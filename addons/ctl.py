@@ -26,10 +26,13 @@ def add_parser(sub: Any) -> None:
     where.add_argument("--control", help="the control port's URL, e.g. http://127.0.0.1:8082")
     ctl.add_argument("--token", help="control.token, for a caller that is not on loopback")
     actions = ctl.add_subparsers(dest="action", required=True)
-    actions.add_parser("status", help="apps, in-flight counts, background, faults")
+    actions.add_parser("status", help="apps, devices, in-flight counts, background, faults")
     for name in ("background", "foreground"):
-        p = actions.add_parser(name, help=f"send an app to {name}")
+        p = actions.add_parser(name, help=f"send an app to {name}, on one device or on all")
         p.add_argument("appid")
+        p.add_argument("--client", metavar="ADDR",
+                       help="only on this device (its address, as GET /status lists it); "
+                            "default: every device running the app")
     faults = actions.add_parser("faults", help="add (JSON), list or clear faults")
     faults.add_argument("op", choices=["add", "list", "clear", "remove"])
     faults.add_argument("value", nargs="?", help="fault JSON for add; id for remove")
@@ -43,7 +46,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, bytes | None]:
     if action == "status":
         return "GET", "/status", None
     if action in ("background", "foreground"):
-        return "POST", f"/apps/{args.appid}/{action}", None
+        device = f"?client={quote(args.client, safe='')}" if args.client else ""
+        return "POST", f"/apps/{quote(args.appid, safe='')}/{action}{device}", None
     if action == "violations":
         return "GET", f"/violations?since={quote(args.since)}", None
     if args.op == "add":

@@ -64,5 +64,5 @@ class DomainGuard:
         )
         if violation:
             if info.api_reason:
-                violation = replace(violation, detail=f"{violation.detail} ({info.api_reason})")
+                violation = replace(violation, detail=f"{violation.detail}; {info.api_reason}")
             enforce(flow, violation, self.runtime)

@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from . import events
 from .policy.rules import APIS
-from .state import Runtime
+from .state import Runtime, device_of_flow
 from .verdict import fail_closed, info_of, judgeable
 
 # A held call outlives its networkTimeout by this much: in enforce mode the timeout
@@ -39,12 +39,13 @@ class Faults:
         # Faults act on wx API calls only, not on media or web-view loads.
         if info is None or info.api not in APIS or not flow.live or not self.runtime.faults.faults:
             return
+        client = device_of_flow(flow)
         decided = self.runtime.faults.decide(
-            info.appid, info.api, flow.request.method, flow.request.pretty_url)
+            info.appid, info.api, flow.request.method, flow.request.pretty_url, client)
         for fault_id, action in decided:
             events.logger().info(
                 "fault_injected", fault_id=fault_id, kind=action.kind, appid=info.appid,
-                api=info.api, url=flow.request.pretty_url, flow_id=flow.id,
+                api=info.api, url=flow.request.pretty_url, client=client, flow_id=flow.id,
             )
             if action.drop:
                 flow.kill()

@@ -1,15 +1,17 @@
 """`wxgate report`: a violation log (SPEC §5) as one self-contained HTML page and as JUnit XML.
 
 `wxgate audit` renders its findings with the same functions. Both renderers read the
-log twice through a `Source` (a callable that opens a fresh iterator): once to count,
-once to write. Nothing holds every violation in memory, so a 100,000-line log renders
-in flat memory; the JUnit groups are spooled to temporary files.
+log twice through a `Source` (a callable that opens a fresh iterator): once to count
+(`Summary`: the counts, the hosts to add, the timeline), once to write. Nothing holds
+every violation in memory, so a 100,000-line log renders in flat memory: the page is a
+Jinja2 template (templates/report.html.j2, autoescaped) streamed row by row, and the
+JUnit groups, written with xml.etree, are spooled to temporary files.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
+import functools
 import io
 import json
 import os
@@ -18,15 +20,21 @@ import shutil
 import stat
 import sys
 import tempfile
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
+
+import jinja2
 
 from .events import terminal_safe
-from .policy.rules import RULES, Severity
+from .policy.calls import WEBVIEW
+from .policy.hosts import HostKind, classify_host
+from .policy.rules import APIS, RULES, Severity
 
 Source = Callable[[], Iterator[dict[str, Any]]]
 
@@ -332,6 +340,11 @@ def _flat(event: dict[str, Any]) -> dict[str, Any]:
 
 # --- counting ---------------------------------------------------------------------------------
 
+NO_DEVICE = "(unknown)"
+# Distinct hosts and devices the page lists; a hostile log can name millions, counted apart.
+MAX_LISTED = 1000
+
+
 @dataclass
 class Summary:
     total: int = 0
@@ -340,6 +353,11 @@ class Summary:
     by_app: dict[str, Counter[str]] = field(default_factory=dict)  # app -> severity counts
     by_group: Counter[tuple[str, str]] = field(default_factory=Counter)  # (app, rule)
     failing_by_group: Counter[tuple[str, str]] = field(default_factory=Counter)  # not info
+    by_device: dict[str, Counter[str]] = field(default_factory=dict)  # device -> severity
+    platforms: dict[str, Counter[str]] = field(default_factory=dict)  # device -> platforms
+    devices_not_listed: int = 0  # violations of devices beyond MAX_LISTED
+    hosts: HostsToAdd = field(default_factory=lambda: HostsToAdd())
+    timeline: Timeline = field(default_factory=lambda: Timeline())
     first: str | None = None
     last: str | None = None
 
@@ -353,10 +371,19 @@ class Summary:
         self.by_group[(app, rule)] += 1
         if severity != "info":
             self.failing_by_group[(app, rule)] += 1
+        device = device_of(event)
+        if device in self.by_device or len(self.by_device) < MAX_LISTED:
+            self.by_device.setdefault(device, Counter())[severity] += 1
+            if event.get("platform"):
+                self.platforms.setdefault(device, Counter())[str(event["platform"])] += 1
+        else:
+            self.devices_not_listed += 1
+        self.hosts.add(event, app)
         stamp = event.get("timestamp")
         if isinstance(stamp, str):
             self.first = stamp if self.first is None else min(self.first, stamp)
             self.last = stamp if self.last is None else max(self.last, stamp)
+            self.timeline.add(stamp, rule)
 
     def at_or_above(self, threshold: str) -> int:
         """Violations of `threshold` severity or worse."""
@@ -376,11 +403,197 @@ def app_of(event: dict[str, Any]) -> str:
     return str(event.get("appid") or NO_APP)
 
 
+def device_of(event: dict[str, Any]) -> str:
+    """The device a violation came from: its client address (SPEC §3)."""
+    return str(event.get("client") or NO_DEVICE)
+
+
 def summarize(source: Source) -> Summary:
     summary = Summary()
     for event in source():
         summary.add(event)
     return summary
+
+
+# --- hosts to add -----------------------------------------------------------------------------
+
+# The console's lists, by the interface a violation names, as the console labels them.
+CONSOLE_LISTS = {
+    "request": "request合法域名 (wx.request)",
+    "uploadFile": "uploadFile合法域名 (wx.uploadFile)",
+    "downloadFile": "downloadFile合法域名 (wx.downloadFile)",
+    "connectSocket": "socket合法域名 (wx.connectSocket)",
+    WEBVIEW: "业务域名, business domains (<web-view>)",
+}
+# Rules a whitelist entry fixes: the host is a name the console takes, just not listed.
+_LISTABLE = frozenset({"domain.not_listed", "domain.port_mismatch"})
+# Hosts no entry can fix, and why.
+NEVER_LISTED = {
+    "scheme.insecure": "http:// and ws:// are never listed: the console takes https:// "
+                       "(wss:// for sockets) only, so serve it over TLS",
+    "domain.ip_address": "an IP address: the console lists domain names only",
+    "domain.localhost": "localhost: on a phone it is the phone itself, and the console "
+                        "refuses it",
+    "domain.forbidden": "WeChat's server API: call it from your own server, never from "
+                        "the mini program",
+    "trailing_dot": "written with a trailing dot, which the client does not strip: call "
+                    "the name without it",
+    "webview.not_https": "a web-view opens only https:// pages",
+}
+_SCHEME_DEFAULT_PORT = {"https": 443, "wss": 443, "http": 80, "ws": 80}
+
+
+def _origin(scheme: str, host: str, port: Any) -> str:
+    """scheme://host[:port] with the port only when it is not the scheme's default."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    if isinstance(port, int) and not isinstance(port, bool) and \
+            port != _SCHEME_DEFAULT_PORT.get(scheme):
+        return f"{scheme}://{shown}:{port}"
+    return f"{scheme}://{shown}"
+
+
+def _where(event: dict[str, Any]) -> tuple[str, str, Any] | None:
+    """(scheme, host, port) the call went to: the redirect's target for a redirect."""
+    if event.get("rule") == "domain.redirect_not_listed" and isinstance(
+            event.get("location"), str):
+        try:
+            target = urlsplit(event["location"])
+            return target.scheme.lower(), (target.hostname or "").lower(), target.port
+        except ValueError:
+            return None
+    url, host = event.get("url"), event.get("host")
+    if not isinstance(url, str) or not isinstance(host, str):
+        return None
+    return url.split("://", 1)[0].lower() if "://" in url else "", host.lower(), \
+        event.get("port")
+
+
+@dataclass
+class HostEntry:
+    calls: int = 0
+    example: str = ""
+    apps: set[str] = field(default_factory=set)
+
+
+@dataclass
+class HostsToAdd:
+    """What the developer adds in the console, per app and list; and what no entry fixes."""
+
+    # (app, list) -> console entry -> calls
+    entries: dict[tuple[str, str], dict[str, HostEntry]] = field(default_factory=dict)
+    # (origin, reason) -> calls
+    never: dict[tuple[str, str], HostEntry] = field(default_factory=dict)
+    not_listed: int = 0  # calls to hosts beyond MAX_LISTED distinct ones
+
+    def add(self, event: dict[str, Any], app: str) -> None:
+        found = self.classify(event)
+        if found is None:
+            return
+        kind, key, origin = found
+        table: dict[Any, HostEntry]
+        if kind == "add":
+            table = self.entries.setdefault((app, key), {})
+            slot: Any = origin
+        else:
+            table, slot = self.never, (origin, key)
+        entry = table.get(slot)
+        if entry is None:
+            if self.size() >= MAX_LISTED:
+                self.not_listed += 1
+                return
+            entry = table[slot] = HostEntry(example=str(event.get("url") or ""))
+        entry.calls += 1
+        entry.apps.add(app)
+
+    def size(self) -> int:
+        return len(self.never) + sum(len(t) for t in self.entries.values())
+
+    @staticmethod
+    def classify(event: dict[str, Any]) -> tuple[str, str, str] | None:
+        """("add", console list, entry) or ("never", reason key, origin), or None when the
+        violation is not about where the call went."""
+        rule, api = event.get("rule"), event.get("api")
+        if rule == "domain.redirect_not_listed":
+            rule = event.get("hop_rule")
+        where = _where(event)
+        if where is None or not where[1]:
+            return None
+        scheme, host, port = where
+        if rule == "webview.not_listed":
+            if scheme != "https":
+                return "never", "webview.not_https", _origin(scheme, host, port)
+            kind = classify_host(host).kind
+            if kind is not HostKind.NAME:
+                reason = "domain.ip_address" if kind is HostKind.IP else "domain.localhost"
+                return "never", reason, _origin(scheme, host, port)
+            return "add", WEBVIEW, f"https://{host.rstrip('.')}"
+        if rule in NEVER_LISTED:
+            return "never", str(rule), _origin(scheme, host, port)
+        if rule in _LISTABLE and api in APIS:
+            if host.endswith("."):
+                return "never", "trailing_dot", _origin(scheme, host, port)
+            want = "wss" if api == "connectSocket" else "https"
+            return "add", str(api), _origin(want, host, port)
+        return None
+
+
+# --- violations over time ---------------------------------------------------------------------
+
+# Bucket widths in seconds, each a multiple of the one before, so that buckets merge cleanly
+# into coarser ones and into the chart's bars.
+STEPS_S = (1, 2, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
+def _step_after(step: int) -> int:
+    later = [s for s in STEPS_S if s > step]
+    return later[0] if later else step * 2
+
+
+@dataclass
+class Timeline:
+    """Violations per rule per time bucket, in bounded memory: when the buckets would pass
+    MAX_BUCKETS, they merge into wider ones (1 s, 2 s, 10 s, ... 1 day, then doubling)."""
+
+    MAX_BUCKETS = 2048
+    step_s: int = 1
+    buckets: dict[int, Counter[str]] = field(default_factory=dict)  # start // step -> rules
+
+    def add(self, stamp: str, rule: str) -> None:
+        try:
+            when = datetime.fromisoformat(stamp)
+        except ValueError:
+            return
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        self.buckets.setdefault(int(when.timestamp()) // self.step_s, Counter())[rule] += 1
+        while len(self.buckets) > self.MAX_BUCKETS:
+            self.widen(_step_after(self.step_s))
+
+    def widen(self, step_s: int) -> None:
+        merged: dict[int, Counter[str]] = {}
+        for index, counts in self.buckets.items():
+            merged.setdefault(index * self.step_s // step_s, Counter()).update(counts)
+        self.buckets, self.step_s = merged, step_s
+
+    def span(self) -> tuple[int, int] | None:
+        """The first bucket's start and the last bucket's end, in epoch seconds."""
+        if not self.buckets:
+            return None
+        return min(self.buckets) * self.step_s, (max(self.buckets) + 1) * self.step_s
+
+    def binned(self, bars: int) -> tuple[int, int, list[Counter[str]]]:
+        """(start, seconds per bar, counts per bar): at most about `bars` bars."""
+        span = self.span()
+        assert span is not None
+        step = self.step_s
+        while (span[1] - span[0]) / step > bars:
+            step = _step_after(step)
+        start = span[0] // step * step
+        count = -(-(span[1] - start) // step)
+        out: list[Counter[str]] = [Counter() for _ in range(count)]
+        for index, counts in self.buckets.items():
+            out[(index * self.step_s - start) // step].update(counts)
+        return start, step, out
 
 
 @dataclass
@@ -403,97 +616,23 @@ class ReportContext:
 
 # --- HTML -------------------------------------------------------------------------------------
 
-_CSS = """
-:root{--err:#b42318;--warn:#b54708;--info:#175cd3;--line:#e4e7ec;--muted:#667085;--bg:#f9fafb}
-*{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
- margin:0;color:#101828;background:var(--bg)}
-header{background:#101828;color:#fff;padding:18px 28px}
-header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;color:#d0d5dd;font-size:13px}
-main{padding:20px 28px;max-width:1600px}
-h2{font-size:17px;margin:28px 0 10px}
-.cards{display:flex;gap:14px;flex-wrap:wrap}
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:12px 18px;
- min-width:150px}
-.card .n{font-size:28px;font-weight:700}
-.card .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
-.card.error .n{color:var(--err)}.card.warning .n{color:var(--warn)}.card.info .n{color:var(--info)}
-.grid{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
-.grid>div{flex:1 1 380px}
-table{border-collapse:collapse;width:100%;background:#fff;border:1px solid var(--line)}
-th,td{text-align:left;padding:6px 9px;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:#f2f4f7;font-size:12px;color:#344054;position:sticky;top:0}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.sev{display:inline-block;border-radius:10px;padding:0 8px;font-size:12px;font-weight:600}
-.sev.error{background:#fee4e2;color:var(--err)}.sev.warning{background:#fef0c7;color:var(--warn)}
-.sev.info{background:#d1e9ff;color:var(--info)}
-.url{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.wrap{overflow-x:auto}
-#violations{table-layout:fixed;min-width:1200px;font-size:13px}
-#violations td{overflow-wrap:break-word}
-#violations td.url{overflow-wrap:anywhere}
-td.time{font-variant-numeric:tabular-nums}
-td.app{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px}
-.notes{background:#fffaeb;border:1px solid #fedf89;border-radius:8px;padding:10px 16px}
-.notes li{margin:3px 0}
-.filters{display:flex;gap:10px;flex-wrap:wrap;margin:0 0 10px;align-items:center}
-.filters input,.filters select{font:inherit;padding:5px 8px;border:1px solid #d0d5dd;
- border-radius:6px;background:#fff}
-.filters input{min-width:320px}
-.muted{color:var(--muted)}
-.rule{background:#fff;border:1px solid var(--line);border-radius:8px;padding:10px 16px;
- margin:0 0 10px}
-.rule h3{margin:0 0 6px;font-size:15px}
-.rule dl{margin:0;display:grid;grid-template-columns:110px 1fr;gap:4px 12px}
-.rule dt{color:var(--muted)}.rule dd{margin:0}
-a{color:#175cd3}
-"""
-
-_JS = """
-(function(){
-  var q=document.getElementById('q'),sev=document.getElementById('f-sev'),
-      rule=document.getElementById('f-rule'),app=document.getElementById('f-app'),
-      shown=document.getElementById('shown'),table=document.getElementById('violations');
-  if(!table){return;}
-  var rows=table.tBodies[0].rows,text=null;
-  function apply(){
-    if(text===null){text=[];for(var i=0;i<rows.length;i++){
-      text.push(rows[i].textContent.toLowerCase());}}
-    var t=q.value.trim().toLowerCase(),s=sev.value,r=rule.value,a=app.value,n=0;
-    for(var i=0;i<rows.length;i++){
-      var d=rows[i].dataset;
-      var ok=(!s||d.sev===s)&&(!r||d.rule===r)&&(!a||d.app===a)&&(!t||text[i].indexOf(t)>=0);
-      rows[i].style.display=ok?'':'none';if(ok){n++;}
-    }
-    shown.textContent=n;
-  }
-  // A link can carry a filter: report.html#rule=domain.not_listed&sev=error&q=evil
-  var given={};
-  location.hash.replace(/^#/,'').split('&').forEach(function(kv){
-    var i=kv.indexOf('=');if(i>0){given[kv.slice(0,i)]=decodeURIComponent(kv.slice(i+1));}
-  });
-  if(given.q){q.value=given.q;}if(given.sev){sev.value=given.sev;}
-  if(given.rule){rule.value=given.rule;}if(given.app){app.value=given.app;}
-  if(given.q||given.sev||given.rule||given.app){apply();}
-  var timer=null;
-  q.addEventListener('input',function(){clearTimeout(timer);timer=setTimeout(apply,120);});
-  [sev,rule,app].forEach(function(el){el.addEventListener('change',apply);});
-  document.querySelectorAll('[data-filter-rule]').forEach(function(el){
-    el.addEventListener('click',function(ev){ev.preventDefault();
-      rule.value=el.getAttribute('data-filter-rule');apply();
-      table.scrollIntoView();});
-  });
-})();
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+CHART_BARS = 60
+CHART_LANES = 10  # rules with a row of their own; the rest share one
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+@functools.cache
+def _environment() -> jinja2.Environment:
+    # Autoescaping: every value from the log (a client wrote part of it) is text, never markup.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,
+        lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
-def _sev_badge(severity: str) -> str:
-    return f'<span class="sev {_e(severity)}">{_e(severity)}</span>'
+def _static(name: str) -> str:
+    """Our own CSS or script, inlined as it is (the template marks it safe): the page
+    fetches nothing."""
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def _time(stamp: Any) -> str:
@@ -507,129 +646,215 @@ def _ordered_rules(summary: Summary) -> list[str]:
     return sorted(summary.by_rule, key=lambda r: (worst[r], -sum(summary.by_rule[r].values()), r))
 
 
-def write_html(out: IO[str], source: Source, summary: Summary, context: ReportContext) -> None:
-    """One self-contained page: inline CSS and JS, no URL to fetch, readable offline."""
-    w = out.write
-    w("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-      "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">")
-    w(f"<title>{_e(context.title)}</title><style>{_CSS}</style></head><body>\n")
-    inputs = ", ".join(context.inputs) or "-"
-    span = (f"; violations from {_e(_time(summary.first))} to {_e(_time(summary.last))}"
-            if summary.first else "")
-    w(f"<header><h1>{_e(context.title)}</h1><p>Input: {_e(inputs)}. Generated "
-      f"{_e(context.generated)}{span}.</p></header>\n<main>\n")
+def _worst(counts: Counter[str]) -> str:
+    return next((s for s in SEVERITIES if counts[s]), "info")
 
-    w('<section id="summary"><h2>Summary</h2><div class="cards">')
-    w(f'<div class="card"><div class="n">{summary.total}</div>'
-      '<div class="l">violations</div></div>')
-    for severity in SEVERITIES:
-        w(f'<div class="card {severity}"><div class="n">{summary.by_severity[severity]}</div>'
-          f'<div class="l">{severity}</div></div>')
-    w(f'<div class="card"><div class="n">{len(summary.by_app)}</div>'
-      '<div class="l">apps</div></div></div>\n')
 
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass(frozen=True)
+class Lane:
+    label: str
+    total: int
+    severity: str
+    top: float
+    peak: int
+    bars: list[Bar]
+
+
+@dataclass(frozen=True)
+class Chart:
+    """The time chart as drawn: one row per rule, bars per time slice, in SVG units."""
+
+    width: int
+    height: int
+    plot_left: int
+    plot_right: int
+    axis_y: float
+    lanes: list[Lane]
+    ticks: list[tuple[float, str]]
+    caption: str
+
+
+_LANE_HEIGHT = 30
+_CHART_WIDTH, _PLOT_LEFT, _PLOT_RIGHT = 1000, 250, 955
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
+    return f"{seconds} s"
+
+
+def _clock(epoch: int, span: int, step: int) -> str:
+    """A time on the chart's axis (UTC), as precise as the chart's span needs."""
+    try:
+        when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=epoch)
+    except OverflowError:  # a bar's edge past year 1 or 9999 (a hostile log's timestamps)
+        return "(out of range)"
+    if span > 366 * 86400:
+        return when.strftime("%Y-%m-%d")
+    if span > 86400:
+        return when.strftime("%m-%d %H:%M")
+    return when.strftime("%H:%M:%S" if step < 60 else "%H:%M")
+
+
+def build_chart(summary: Summary) -> Chart | None:
+    """Violations per rule over time: each rule a row scaled to its own peak, so that a
+    steady trickle shows next to a burst; every bar has a tooltip (an SVG title)."""
+    if summary.timeline.span() is None:
+        return None
+    start, step, bins = summary.timeline.binned(CHART_BARS)
     rules = _ordered_rules(summary)
-    w('<div class="grid"><div><h2>By rule</h2><table id="by-rule"><thead><tr><th>Rule</th>'
-      '<th>Severity</th><th class="num">Count</th></tr></thead><tbody>')
-    for rule in rules:
-        counts = summary.by_rule[rule]
-        badges = " ".join(_sev_badge(s) for s in SEVERITIES if counts[s])
-        w(f'<tr><td><a href="#rule-{_e(rule)}">{_e(rule)}</a> <a href="#violations" '
-          f'data-filter-rule="{_e(rule)}" class="muted">(show)</a></td><td>{badges}</td>'
-          f'<td class="num">{sum(counts.values())}</td></tr>')
-    if not rules:
-        w('<tr><td colspan="3" class="muted">No violations.</td></tr>')
-    w('</tbody></table></div>\n<div><h2>By app</h2><table id="by-app"><thead><tr><th>App</th>')
-    w("".join(f'<th class="num">{s}</th>' for s in SEVERITIES))
-    w('<th class="num">Total</th></tr></thead><tbody>')
-    for app in sorted(summary.by_app):
-        counts = summary.by_app[app]
-        cells = "".join(f'<td class="num">{counts[s]}</td>' for s in SEVERITIES)
-        w(f"<tr><td>{_e(app)}</td>{cells}<td class=\"num\">{sum(counts.values())}</td></tr>")
-    if not summary.by_app:
-        w(f'<tr><td colspan="{len(SEVERITIES) + 2}" class="muted">No violations.</td></tr>')
-    w("</tbody></table></div></div></section>\n")
+    lanes_of: list[tuple[str, list[str], str]] = [
+        (rule, [rule], _worst(summary.by_rule[rule])) for rule in rules[:CHART_LANES]]
+    if len(rules) > CHART_LANES:
+        rest = rules[CHART_LANES:]
+        lanes_of.append((f"{len(rest)} other rules", rest, "other"))
+    width = (_PLOT_RIGHT - _PLOT_LEFT) / len(bins)
+    span = len(bins) * step
+    lanes = []
+    for row, (label, members, severity) in enumerate(lanes_of):
+        counts = [sum(b[r] for r in members) for b in bins]
+        peak = max(counts)
+        top = 8 + row * _LANE_HEIGHT
+        bars = []
+        for i, n in enumerate(counts):
+            if not n:
+                continue
+            height = max(2.0, (_LANE_HEIGHT - 10) * n / peak)
+            begin = start + i * step
+            title = (f"{_clock(begin, span, step)}–{_clock(begin + step, span, step)} UTC: "
+                     f"{n} {label}")
+            bars.append(Bar(round(_PLOT_LEFT + i * width, 2), round(top + _LANE_HEIGHT - 6
+                                                                    - height, 2),
+                            round(max(width - 1, 1.0), 2), round(height, 2), title))
+        lanes.append(Lane(label, sum(counts), severity, top, peak, bars))
+    axis_y = 8 + len(lanes) * _LANE_HEIGHT
+    ticks = []
+    for k in range(5):
+        i = round(k * len(bins) / 4)
+        ticks.append((round(_PLOT_LEFT + i * width, 2), _clock(start + i * step, span, step)))
+    caption = (f"One bar is {_duration(step)} (times in UTC); each row is scaled to its own "
+               "peak, shown at its right. Hover a bar for its count.")
+    return Chart(_CHART_WIDTH, int(axis_y) + 26, _PLOT_LEFT, _PLOT_RIGHT, axis_y, lanes,
+                 ticks, caption)
 
-    if context.notes:
-        w('<section id="notes"><h2>Notes on this input</h2><ul class="notes">')
-        w("".join(f"<li>{_e(note)}</li>" for note in context.notes))
-        w("</ul></section>\n")
 
-    w('<section><h2>Violations</h2><div class="filters">'
-      '<input id="q" type="search" placeholder="Filter: any text (URL, detail, appid, ...)" '
-      'aria-label="Filter text">')
-    w('<select id="f-sev" aria-label="Severity"><option value="">every severity</option>')
-    w("".join(f'<option value="{s}">{s}</option>' for s in SEVERITIES if summary.by_severity[s]))
-    w('</select><select id="f-rule" aria-label="Rule"><option value="">every rule</option>')
-    w("".join(f'<option value="{_e(r)}">{_e(r)}</option>' for r in sorted(summary.by_rule)))
-    w('</select><select id="f-app" aria-label="App"><option value="">every app</option>')
-    w("".join(f'<option value="{_e(a)}">{_e(a)}</option>' for a in sorted(summary.by_app)))
-    w(f'</select><span class="muted"><span id="shown">{summary.total}</span> of '
-      f"{summary.total} shown</span></div>\n")
-    # Fixed widths for the short columns leave the rest to URL and detail, which wrap.
-    w('<div class="wrap"><table id="violations"><colgroup><col style="width:8.5em">'
-      '<col style="width:12em"><col style="width:8em"><col style="width:17%">'
-      '<col style="width:13.5em"><col style="width:6em"><col style="width:6em"><col>'
-      '<col style="width:10em"></colgroup><thead><tr><th>Time</th><th>App</th>'
-      "<th>API</th><th>URL</th>"
-      "<th>Rule</th><th>Severity</th><th>Action</th><th>Detail</th><th>errMsg</th></tr>"
-      "</thead><tbody>\n")
+@dataclass(frozen=True)
+class HostRow:
+    entry: str
+    calls: int
+    example: str
+    apps: str = ""
+    reason: str = ""
+
+
+def _hosts_view(summary: Summary) -> dict[str, Any]:
+    by_app: dict[str, list[dict[str, Any]]] = {}
+    for (app, api), entries in sorted(summary.hosts.entries.items(),
+                                      key=lambda item: (item[0][0], list(CONSOLE_LISTS)
+                                                        .index(item[0][1]))):
+        rows = [HostRow(entry, found.calls, found.example) for entry, found in
+                sorted(entries.items(), key=lambda item: (-item[1].calls, item[0]))]
+        by_app.setdefault(app, []).append({
+            "api": api, "label": CONSOLE_LISTS[api], "rows": rows,
+            "paste": ";".join(row.entry for row in rows)})
+    never = [HostRow(origin, found.calls, found.example, ", ".join(sorted(found.apps)),
+                     NEVER_LISTED[reason])
+             for (origin, reason), found in sorted(summary.hosts.never.items(),
+                                                   key=lambda item: (-item[1].calls, item[0]))]
+    return {"apps": by_app, "never": never, "not_listed": summary.hosts.not_listed,
+            "max_listed": MAX_LISTED}
+
+
+def _rows(source: Source) -> Iterator[dict[str, Any]]:
     for event in source():
-        severity, app, rule = severity_of(event), app_of(event), str(event["rule"])
-        method = f"{_e(event.get('method'))} " if event.get("method") else ""
-        w(f'<tr data-sev="{_e(severity)}" data-rule="{_e(rule)}" data-app="{_e(app)}">'
-          f'<td class="time" title="{_e(event.get("timestamp"))}">'
-          f"{_e(_time(event.get('timestamp')))}</td>"
-          f'<td class="app">{_e(app)}</td><td>{_e(event.get("api"))}</td>'
-          f'<td class="url">{method}{_e(event.get("url"))}</td>'
-          f'<td><a href="#rule-{_e(rule)}">{_e(rule)}</a></td><td>{_sev_badge(severity)}</td>'
-          f"<td>{_e(event.get('action'))}</td><td>{_e(event.get('detail'))}</td>"
-          f"<td>{_e(event.get('errMsg'))}</td></tr>\n")
-    w("</tbody></table></div>")
-    if not summary.total:
-        w('<p class="muted">No violations: every call kept to the rules that were judged.</p>')
-    w("</section>\n")
+        yield {
+            "time": _time(event.get("timestamp")), "stamp": event.get("timestamp") or "",
+            "app": app_of(event), "api": event.get("api") or "",
+            "method": event.get("method") or "", "url": event.get("url") or "",
+            "rule": str(event["rule"]), "severity": severity_of(event),
+            "action": event.get("action") or "", "detail": event.get("detail") or "",
+            "err_msg": event.get("errMsg") or "", "device": device_of(event),
+            "platform": event.get("platform") or "",
+        }
 
-    w('<section id="rules"><h2>The rules broken here, and how to fix them</h2>')
+
+def _explanations(rules: list[str], summary: Summary) -> list[dict[str, Any]]:
+    out = []
     for rule in rules:
         text = explanation(rule)
         definition = RULES.get(rule)
         errmsg = definition.err_msg.format(api="{api}") if definition and \
             definition.err_msg else "(the call is not failed)"
-        w(f'<div class="rule" id="rule-{_e(rule)}"><h3>{_e(rule)} '
-          + " ".join(_sev_badge(s) for s in SEVERITIES if summary.by_rule[rule][s])
-          + f'</h3><dl><dt>WeChat rule</dt><dd>{_e(text.wechat)}</dd><dt>Fix</dt>'
-          f"<dd>{_e(text.fix)}</dd><dt>Client error</dt><dd>{_e(errmsg)}</dd></dl></div>\n")
-    if not rules:
-        w('<p class="muted">No rule was broken.</p>')
-    if context.not_judged:
-        w("<h2>Rules not judged from this input</h2><table id=\"not-judged\"><thead><tr>"
-          "<th>Rule</th><th>Why</th></tr></thead><tbody>")
-        for rule, why in sorted(context.not_judged.items()):
-            w(f"<tr><td>{_e(rule)}</td><td>{_e(why)}</td></tr>")
-        w("</tbody></table>")
-    w(f"</section>\n</main>\n<script>{_JS}</script>\n</body></html>\n")
+        out.append({"rule": rule, "wechat": text.wechat, "fix": text.fix, "errmsg": errmsg,
+                     "severities": [s for s in SEVERITIES if summary.by_rule[rule][s]]})
+    return out
+
+
+def write_html(out: IO[str], source: Source, summary: Summary, context: ReportContext) -> None:
+    """One self-contained page: inline CSS, SVG and script, no URL to fetch, readable
+    offline and without JavaScript (the script only filters the table)."""
+    rules = _ordered_rules(summary)
+    devices = sorted(summary.by_device, key=lambda d: (-sum(summary.by_device[d].values()), d))
+    page = _environment().get_template("report.html.j2").generate(
+        title=context.title, inputs=", ".join(context.inputs) or "-",
+        generated=context.generated,
+        first=_time(summary.first) if summary.first else "",
+        last=_time(summary.last) if summary.last else "",
+        severities=SEVERITIES, summary=summary, rules=rules,
+        rule_counts={r: sum(summary.by_rule[r].values()) for r in rules},
+        apps=sorted(summary.by_app), devices=devices,
+        platform_of={d: summary.platforms[d].most_common(1)[0][0]
+                     for d in devices if summary.platforms.get(d)},
+        hosts=_hosts_view(summary), chart=build_chart(summary), notes=context.notes,
+        rows=_rows(source), explanations=_explanations(rules, summary),
+        not_judged=sorted(context.not_judged.items()),
+        css=_static("report.css"), script=_static("report.js"))
+    for chunk in page:
+        out.write(chunk)
 
 
 # --- JUnit ------------------------------------------------------------------------------------
 
-def _x(value: Any) -> str:
-    """Text for XML content or a double-quoted attribute."""
-    text = _XML_INVALID.sub("\ufffd", "" if value is None else str(value))
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("\n", "&#10;"))
+_SPOOL_MARK = re.compile(r"<!--wxgate-spool-(\d+)-->")
 
 
-def _x_body(value: Any) -> str:
-    """Text for XML element content, newlines kept."""
-    text = _XML_INVALID.sub("\ufffd", "" if value is None else str(value))
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _xml_safe(value: Any) -> str:
+    """Text XML can carry: the characters XML 1.0 forbids become U+FFFD."""
+    return _XML_INVALID.sub("\ufffd", "" if value is None else str(value))
+
+
+def _element(tag: str, text: str | None = None, **attrs: Any) -> ET.Element:
+    element = ET.Element(tag, {key: _xml_safe(value) for key, value in attrs.items()})
+    if text:
+        element.text = _xml_safe(text)
+    return element
+
+
+def _xml(element: ET.Element) -> str:
+    return ET.tostring(element, encoding="unicode")
+
+
+def _xml_text(text: str) -> str:
+    """`text` as XML character data, escaped by etree."""
+    return _xml(_element("t", text))[3:-4] if text else ""
 
 
 def _describe(event: dict[str, Any]) -> str:
     lines = [f"{event.get('method') or ''} {event.get('url') or ''}".strip()]
     for key in ("timestamp", "api", "action", "detail", "errMsg", "errno", "platform",
-                "flow_id", "source"):
+                "client", "flow_id", "source"):
         if event.get(key) is not None:
             lines.append(f"{key}: {event[key]}")
     return "\n".join(lines)
@@ -639,8 +864,9 @@ def write_junit(out: IO[str], source: Source, summary: Summary, context: ReportC
     """testsuites > testsuite per app > testcase per rule; a <failure> per error or warning.
 
     Info-level violations never fail a build: their testcase passes and lists them in
-    <system-out>. A rule the input could not judge is a skipped testcase. Each group's
-    XML is spooled to its own temporary file so that a large log renders in flat memory.
+    <system-out>. A rule the input could not judge is a skipped testcase. Every element is
+    written by xml.etree; each group's failures are spooled to their own temporary file and
+    spliced into their testcase, so that a large log renders in flat memory.
     """
     apps = sorted(set(summary.by_app) | set(context.apps))
     rules = sorted(set(summary.by_rule) | set(context.rules) | set(context.not_judged))
@@ -664,51 +890,70 @@ def write_junit(out: IO[str], source: Source, summary: Summary, context: ReportC
                 count = summary.failing_by_group[group]
                 message = f"[{index[group]}/{count}] {severity}: {event.get('detail') or ''}"
                 body = f"{_describe(event)}\nfix: {explanation(group[1]).fix}"
-                spool.write(f'      <failure type="{_x(event["rule"])}" message="{_x(message)}">'
-                            f"{_x_body(body)}</failure>\n")
+                # The spool sits where its testcase's first child goes, indented there.
+                spool.write(("\n      " if index[group] > 1 else "")
+                            + _xml(_element("failure", body, type=event["rule"],
+                                            message=message)))
             else:
-                spool.write(_x_body(_describe(event)) + "\n\n")
+                spool.write(_xml_text(_describe(event) + "\n\n"))
 
         failing = {(a, r) for (a, r, kind) in spools if kind == "failure"}
         failures_of: Counter[str] = Counter()
         for app, _rule in failing:
             failures_of[app] += 1
         skipped = {r for r in context.not_judged if r not in summary.by_rule}
-        total = len(apps) * len(rules)
+        root = _element("testsuites", name=context.title, tests=len(apps) * len(rules),
+                        failures=len(failing), errors=0, skipped=len(skipped) * len(apps),
+                        time=0)
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-        out.write(f'<testsuites name="{_x(context.title)}" tests="{total}" '
-                  f'failures="{len(failing)}" errors="0" skipped="{len(skipped) * len(apps)}" '
-                  'time="0">\n')
+        start, end = _tags(root)
+        out.write(start + "\n")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
         for app in apps:
-            out.write(f'  <testsuite name="wxgate.{_x(app)}" tests="{len(rules)}" '
-                      f'failures="{failures_of[app]}" errors="0" '
-                      f'skipped="{len(skipped)}" time="0" '
-                      f'timestamp="{_x(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))}">\n')
+            # One suite at a time: its testcases in memory, the spooled failures spliced in.
+            suite = _element("testsuite", name=f"wxgate.{app}", tests=len(rules),
+                             failures=failures_of[app], errors=0, skipped=len(skipped),
+                             time=0, timestamp=stamp)
+            marks: list[IO[str]] = []
+            outputs: list[ET.Element] = []
             for rule in rules:
-                out.write(f'    <testcase classname="wxgate.{_x(app)}" name="{_x(rule)}" '
-                          'time="0"')
+                case = ET.SubElement(suite, "testcase", {
+                    "classname": _xml_safe(f"wxgate.{app}"), "name": _xml_safe(rule),
+                    "time": "0"})
                 failure = spools.get((app, rule, "failure"))
                 info = spools.get((app, rule, "out"))
-                if failure is None and info is None and rule not in skipped:
-                    out.write("/>\n")
-                    continue
-                out.write(">\n")
                 if failure is not None:
-                    failure.seek(0)
-                    shutil.copyfileobj(failure, out)
+                    case.append(ET.Comment(f"wxgate-spool-{len(marks)}"))
+                    marks.append(failure)
                 elif rule in skipped:
-                    out.write(f'      <skipped message="{_x(context.not_judged[rule])}"/>\n')
+                    case.append(_element("skipped", message=context.not_judged[rule]))
                 if info is not None:
-                    info.seek(0)
-                    out.write("      <system-out>")
-                    shutil.copyfileobj(info, out)
-                    out.write("</system-out>\n")
-                out.write("    </testcase>\n")
-            out.write("  </testsuite>\n")
-        out.write("</testsuites>\n")
+                    system_out = ET.SubElement(case, "system-out")
+                    system_out.append(ET.Comment(f"wxgate-spool-{len(marks)}"))
+                    marks.append(info)
+                    outputs.append(system_out)
+            ET.indent(suite, space="  ", level=1)
+            for system_out in outputs:  # its text is the spool's, without indentation
+                system_out.text = system_out[0].tail = None
+            for number, piece in enumerate(_SPOOL_MARK.split("  " + _xml(suite))):
+                if number % 2:
+                    spool = marks[int(piece)]
+                    spool.seek(0)
+                    shutil.copyfileobj(spool, out)
+                else:
+                    out.write(piece)
+            out.write("\n")
+        out.write(end + "\n")
     finally:
         for spool in spools.values():
             spool.close()
+
+
+def _tags(element: ET.Element) -> tuple[str, str]:
+    """An element's start and end tags, as etree writes them."""
+    element.append(ET.Comment("wxgate-spool-0"))
+    start, end = _SPOOL_MARK.split(_xml(element))[::2]
+    return start, end
 
 
 # --- writing files ----------------------------------------------------------------------------

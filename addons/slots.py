@@ -1,8 +1,9 @@
-"""Counted slots with a FIFO queue: the in-flight and open-socket limits per app.
+"""Counted slots with a FIFO queue: the in-flight and open-socket limits per (device, app).
 
 No mitmproxy import: a holder is any hashable token (the addons use the flow id),
 and every release is idempotent, so whichever of response, error, kill or
-disconnect comes first frees the slot exactly once.
+disconnect comes first frees the slot exactly once. A key with nothing held and nobody
+waiting is dropped, so that keys naming devices that come and go leave nothing behind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ class Slots:
 
     def counts(self) -> dict[Any, int]:
         return {key: len(held) for key, held in self._held.items() if held}
+
+    def keys(self) -> set[Any]:
+        """Every key with a slot held or a holder waiting."""
+        return set(self._held) | set(self._waiting)
 
     def holds(self, holder: Any) -> bool:
         return holder in self._holder_key
@@ -55,21 +60,24 @@ class Slots:
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release(holder)  # handed a slot in the same tick we were cancelled
+            self._leave(key, future)
             raise
 
     def cancel(self, holder: Any) -> None:
         """Leave the queue without a slot (the client gave up while waiting)."""
-        for queue in self._waiting.values():
-            for waiting_holder, future in queue:
+        for key, queue in list(self._waiting.items()):
+            for waiting_holder, future in list(queue):
                 if waiting_holder == holder and not future.done():
                     future.cancel()
+                    self._leave(key, future)
 
     def release(self, holder: Any) -> bool:
         """Free the holder's slot, handing it to the next in line; False if it held none."""
         key = self._holder_key.pop(holder, None)
         if key is None:
             return False
-        self._held[key].discard(holder)
+        held = self._held[key]
+        held.discard(holder)
         queue = self._waiting.get(key)
         while queue:
             next_holder, future = queue.popleft()
@@ -77,7 +85,22 @@ class Slots:
                 self._take(key, next_holder)
                 future.set_result(None)
                 break
+        if queue is not None and not queue:
+            del self._waiting[key]
+        if not held:
+            del self._held[key]
         return True
+
+    def _leave(self, key: Any, future: asyncio.Future[None]) -> None:
+        queue = self._waiting.get(key)
+        if queue is None:
+            return
+        for entry in queue:
+            if entry[1] is future:
+                queue.remove(entry)
+                break
+        if not queue:
+            del self._waiting[key]
 
     def _take(self, key: Any, holder: Any) -> None:
         self._held.setdefault(key, set()).add(holder)

@@ -1,4 +1,5 @@
-"""At most `limits.sockets` open connectSocket WebSockets per app.
+"""At most `limits.sockets` open connectSocket WebSockets per app on one device (a client
+address: SPEC §3).
 
 The place is taken when the upgrade is judged (so two upgrades racing for the last
 place can't both win) and given back when the socket closes, the upgrade is
@@ -10,7 +11,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .policy.rules import Violation
-from .state import Runtime
+from .state import Runtime, device_of_flow
 from .verdict import enforce, fail_closed, judgeable
 
 
@@ -25,13 +26,15 @@ class SocketLimit:
             return
         limit = self.runtime.config.limits.sockets
         sockets = self.runtime.sockets
-        if sockets.try_acquire(info.appid, flow.id, limit):
+        device = device_of_flow(flow)
+        key = (device, info.appid)
+        if sockets.try_acquire(key, flow.id, limit):
             return
-        detail = f"{sockets.in_use(info.appid)} sockets already open for {info.appid} " \
-                 f"(limit {limit})"
+        detail = f"{sockets.in_use(key)} sockets already open for {info.appid} on {device} " \
+                 f"(limit {limit} per device)"
         if not enforce(flow, Violation("socket.exceeded", detail, "connectSocket"),
                        self.runtime):
-            sockets.force_acquire(info.appid, flow.id)  # report mode: counted, let through
+            sockets.force_acquire(key, flow.id)  # report mode: counted, let through
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None and flow.response.status_code != 101:

@@ -29,6 +29,13 @@ How a verdict reaches the wire:
 tls.no_legacy needs to know whether the server still accepts TLS 1.2, which a TLS 1.3
 connection does not show: one extra TLS 1.2 handshake per host and address, made by the
 first in-scope call on such a connection before its response is delivered; live only.
+
+A refused handshake whose message names no rule, or names a version mismatch, may be a
+server that speaks only versions below `tls.min_version`: an old stack may answer a TLS
+1.2 ClientHello with a bare handshake_failure alert or by closing the connection. The
+first such call probes the server once per version, as `wxgate check-cert` does, and gets
+`tls.version` when everything it accepts is too old; live only, once per host and
+address.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from mitmproxy import connection, ctx, http, tls
 from OpenSSL import SSL
 
 from . import events
-from .check_cert import load_roots, system_roots
+from .check_cert import PROBE_VERSIONS, CannotConnect, load_roots, probe, system_roots
 from .policy.hosts import is_ip_literal
 from .policy.rules import Violation
 from .policy.tls_rules import (
@@ -146,6 +153,38 @@ async def accepts_tls12(address: Address, servername: str,
     return True
 
 
+async def accepted_versions(address: Address, servername: str,
+                            timeout: float = LEGACY_PROBE_TIMEOUT_S) -> tuple[str, ...] | None:
+    """The TLS versions the server completes a handshake with, one probe per version in
+    parallel, as check-cert makes them; None when it cannot be reached."""
+
+    async def one(version: tuple[str, int]) -> bool | None:
+        try:
+            found = await asyncio.to_thread(probe, address[0], address[1], servername,
+                                            version, timeout)
+        except CannotConnect:
+            return None
+        return found.accepted
+
+    results = await asyncio.gather(*(one(v) for v in PROBE_VERSIONS))
+    if all(r is None for r in results):
+        return None
+    return tuple(name for (name, _), ok in zip(PROBE_VERSIONS, results, strict=True) if ok)
+
+
+def version_refusal(accepted: Sequence[str], min_version: str,
+                    handshake_error: str) -> Violation | None:
+    """tls.version for a server all of whose versions are below tls.min_version; None when
+    it accepts one at or above it, or none at all (then the version is not what failed)."""
+    want = parse_version(min_version) or (1, 2)
+    versions = [parse_version(v) for v in accepted]
+    if not versions or any(v is None or v >= want for v in versions):
+        return None
+    return Violation("tls.version", (
+        f"the server accepts only {', '.join(accepted)}, below tls.min_version {min_version}; "
+        f"the upstream TLS handshake failed: {handshake_error}"))
+
+
 def _put(table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -164,6 +203,8 @@ class TlsAudit:
         self._clients: OrderedDict[Any, ClientView] = OrderedDict()
         self._legacy: OrderedDict[tuple[str, Address], asyncio.Task[bool | None]] = (
             OrderedDict())
+        self._versions: OrderedDict[tuple[str, Address],
+                                    asyncio.Task[tuple[str, ...] | None]] = OrderedDict()
         self._pending: dict[str, tuple[ConnVerdict, list[Violation]]] = {}
 
     # --- judging ------------------------------------------------------------------------------
@@ -206,6 +247,7 @@ class TlsAudit:
             # New roots or new tls: rules make every cached verdict stale.
             self._roots = None
             self._judged.clear()
+            self._versions.clear()
 
     def running(self) -> None:
         # Load the trust store now rather than inside the first handshake.
@@ -302,6 +344,22 @@ class TlsAudit:
             _put(self._legacy, key, task)
         return task
 
+    async def _version_refusal(self, host: str, address: Address,
+                               refused: str) -> Violation | None:
+        """tls.version when the server accepts only versions below tls.min_version; the
+        versions are probed once per host and address (a server that could not be
+        reached is tried again by the next call)."""
+        key = (host, address)
+        task = self._versions.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(accepted_versions(address, host))
+            _put(self._versions, key, task)
+        accepted = await asyncio.shield(task)
+        if accepted is None:
+            self._versions.pop(key, None)
+            return None
+        return version_refusal(accepted, self.runtime.config.tls.min_version, refused)
+
     # --- the flows ----------------------------------------------------------------------------
 
     @fail_closed
@@ -342,16 +400,18 @@ class TlsAudit:
             self._apply(flow, *pending, refused=False)
 
     @fail_closed
-    def error(self, flow: http.HTTPFlow) -> None:
+    async def error(self, flow: http.HTTPFlow) -> None:
         self._pending.pop(flow.id, None)
         info = info_of(flow)
         if (not info.in_scope or META_TLS in flow.metadata or flow.error is None
                 or flow.response is not None):
             return
         message = flow.error.msg
-        verdict = self._failed.get((flow.client_conn.peername,
-                                    (flow.request.host, flow.request.port)))
-        if verdict is None or not verdict.refused or verdict.refused not in message:
+        address = (flow.request.host, flow.request.port)
+        verdict = self._failed.get((flow.client_conn.peername, address))
+        handshake_seen = (verdict is not None and bool(verdict.refused)
+                          and str(verdict.refused) in message)
+        if verdict is None or not handshake_seen:
             # No handshake seen (an offline capture, a refusal before the hooks): the
             # message is all there is.
             if classify_handshake_error(message) is None:
@@ -361,10 +421,18 @@ class TlsAudit:
         if not any(v.fails_call for v in violations):
             # The chain shows nothing that fails this client, yet the handshake failed:
             # say what the handshake said (a version mismatch has no chain at all).
-            rule = classify_handshake_error(verdict.refused or message)
-            if rule is not None and rule not in {v.rule for v in violations}:
+            refused = verdict.refused or message
+            rule = classify_handshake_error(refused)
+            found: Violation | None = None
+            if handshake_seen and flow.live and rule in (None, "tls.version"):
+                # Which versions the server does speak tells a too-old server from one
+                # that failed for another reason (its message may name neither).
+                found = await self._version_refusal(verdict.host, address, refused)
+            if found is not None:
+                violations += self._for_flow(flow, [found])
+            elif rule is not None and rule not in {v.rule for v in violations}:
                 violations += self._for_flow(flow, [Violation(
-                    rule, f"the upstream TLS handshake failed: {verdict.refused}")])
+                    rule, f"the upstream TLS handshake failed: {refused}")])
         if violations:
             self._apply(flow, verdict, violations, refused=True)
 

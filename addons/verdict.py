@@ -20,7 +20,7 @@ from . import events
 from .abort import close_client_soon
 from .policy.calls import non_business_domain_page
 from .policy.rules import Violation
-from .state import META, RESOLVED_FROM, FlowInfo, Runtime
+from .state import META, RESOLVED_FROM, FlowInfo, Runtime, device_of_flow
 
 # Keyed by the flow object itself: a replayed copy is a new flow, judged afresh.
 _INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDictionary()
@@ -77,7 +77,6 @@ def client_port(flow: http.HTTPFlow) -> int:
 def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     info = info_of(flow)
     req = flow.request
-    peer = flow.client_conn.peername
     return {
         "appid": info.appid,
         "app_version": info.app_version,
@@ -86,7 +85,8 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
         "url": req.pretty_url,
         "host": req.pretty_host,
         "port": client_port(flow),
-        "client": peer[0] if peer else None,
+        # The device as /status, ?client= and match.client spell it.
+        "client": device_of_flow(flow) or None,
         "flow_id": flow.id,
         "platform": info.platform,
     }
@@ -153,8 +153,7 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
         errno=violation.errno if violation.fails_call else None,
         **violation.extra,
     )
-    runtime.violations[violation.rule] += 1
-    runtime.violation_counts[(violation.rule, violation.level.value, action)] += 1
+    runtime.count_violation(fields["client"], violation.rule, violation.level.value, action)
     info.rules.append(violation.rule)
     # mitmweb shows the mark and the comment: the flow list says which rule.
     flow.comment = "wxgate: " + ", ".join(info.rules)

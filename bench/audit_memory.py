@@ -1,7 +1,7 @@
 """Peak memory of `wxgate audit` over a large capture (not run by CI).
 
 Writes N synthetic flows (default 100,000) to a mitmproxy flow file, audits it in a child
-process (`python -m addons.cli audit`, HTML and JUnit included) and reads the child's own peak
+process (`python -m wxgate.cli audit`, HTML and JUnit included) and reads the child's own peak
 resident set size (VmHWM in /proc/self/status) when it finishes. The target is under
 300 MB, flat in the number of flows. Appends the figure to bench/RESULTS.md.
 
@@ -175,7 +175,7 @@ def main() -> int:
                 f"\n## audit memory, {stamp}\n\n"
                 f"- command (from the repository root): `{sys.executable} "
                 "bench/audit_memory.py --flows "
-                f"{opts.flows}` (child: `python -m addons.cli audit CAPTURE -c CONFIG --jsonl "
+                f"{opts.flows}` (child: `python -m wxgate.cli audit CAPTURE -c CONFIG --jsonl "
                 "--html --junit --no-progress`)\n"
                 f"- versions: {versions()}, {platform.system()} {platform.machine()}, "
                 f"{os.cpu_count()} CPUs (shared)\n"

@@ -4,7 +4,7 @@
 #   bench/screenshot_report.sh [REPORT.html] [OUT.png]
 #
 # Without REPORT.html, builds a sample capture (several apps, every kind of verdict the
-# audit judges offline), audits it with `python -m addons.cli audit` and shoots that report.
+# audit judges offline), audits it with `python -m wxgate.cli audit` and shoots that report.
 # Needs /usr/bin/chromium (Debian: apt-get install chromium). Not run by CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,7 +5,8 @@
 # follows the image name in `docker run`) are appended, so they win: mitmproxy
 # refuses an option set twice, so an option they --set is not set here as well.
 #
-#   WXGATE_CONFIG         config file (-c); the image sets /etc/wxgate/wxgate.yaml
+#   WXGATE_CONFIG         config file (-c); unset in the image: wxgate's bundled default
+#                         (compose.yaml sets it to the config it mounts)
 #   WXGATE_MODE           enforce | report: overrides the config's mode
 #   WXGATE_WEB            1 = mitmweb with its UI on all interfaces (port 8081); default 0
 #   WXGATE_WEB_PASSWORD   fixed mitmweb password instead of a token printed at start-up

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from mitmproxy.test import taddons
 from wxgate import events
 from wxgate.background import Background
-from wxgate.control_api import ControlApi
+from wxgate.control_api import Call, ControlApi
 
 from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
 
@@ -103,3 +105,70 @@ def test_a_control_call_that_fails_is_answered_500_never_forwarded(tmp_path: Pat
         flow = mp_flow("http://wxgate.local/status")
         api.requestheaders(flow)
     assert flow.response is not None and flow.response.status_code == 500
+
+
+def _api(tmp_path: Path) -> tuple[ControlApi, Background]:
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    background = Background(runtime)
+    return ControlApi(runtime, background), background
+
+
+def _post(api: ControlApi, path: str) -> tuple[int, dict[str, object]]:
+    status, payload = api.handle(Call("POST", *_split(path),
+                                      {"content-type": "application/json"}, b"", "127.0.0.1"))
+    assert isinstance(payload, dict)
+    return status, payload
+
+
+def _split(path: str) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(path)
+    return parts.path, parse_qs(parts.query)
+
+
+def test_background_names_one_device_by_client(tmp_path: Path):
+    api, background = _api(tmp_path)
+
+    async def scenario() -> None:
+        code, body = _post(api, f"/apps/{APPID}/background?client=::ffff:192.168.1.23")
+        assert (code, body) == (200, {"appid": APPID, "client": "192.168.1.23",
+                                      "background": True})
+        devices = api.status()["devices"]
+        assert devices["192.168.1.23"]["apps"][APPID]["background"] is True
+        assert api.status()["apps"][APPID]["background"] is False
+        assert api.status()["apps"][APPID]["background_devices"] == ["192.168.1.23"]
+        code, body = _post(api, f"/apps/{APPID}/foreground?client=192.168.1.23")
+        assert (code, body["background"]) == (200, False)
+
+    with taddons.context(api, background):
+        asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("query", "needle"), [
+    ("client=phone-1", "must be an IP address"),
+    ("client=10.0.0.1&client=10.0.0.2", "one device per call"),
+])
+def test_background_refuses_a_client_that_is_not_one_address(tmp_path: Path, query: str,
+                                                              needle: str):
+    api, _ = _api(tmp_path)
+    code, body = _post(api, f"/apps/{APPID}/background?{query}")
+    assert code == 400 and needle in str(body["error"])
+
+
+def test_status_lists_each_device_with_its_apps_calls_and_rules(tmp_path: Path):
+    api, _ = _api(tmp_path)
+    runtime = api.runtime
+    runtime.devices.start("192.168.1.23", APPID, "f1")
+    runtime.inflight.force_acquire(("192.168.1.23", APPID, "shared"), "f1")
+    runtime.sockets.force_acquire(("192.168.1.24", APPID), "s1")
+    runtime.devices.start("192.168.1.24", APPID, "s1")
+    runtime.count_violation("192.168.1.24", "socket.exceeded", "error", "blocked")
+    devices = api.status()["devices"]
+    assert list(devices) == ["192.168.1.23", "192.168.1.24"]
+    first, second = devices["192.168.1.23"], devices["192.168.1.24"]
+    assert (first["inflight"], first["sockets"], first["apps"][APPID]["inflight_by_pool"]) == (
+        1, 0, {"shared": 1})
+    assert (second["inflight"], second["sockets"], second["violations"]) == (
+        0, 1, {"socket.exceeded": 1})
+    assert api.status()["apps"][APPID]["inflight"] == 1
+    assert api.status()["apps"][APPID]["sockets"] == 1

@@ -1,10 +1,16 @@
 """The event stream (addons/events.py): every string field cut at log.max_field_bytes before
 the log, /violations and the console see it (SPEC §5); the in-memory violation list bounded
-in entries and bytes, and paged; control characters escaped on a terminal and in JSON."""
+in entries and bytes, and paged; control characters escaped on a terminal and in JSON; the
+pretty console's layout and its live status line (issue 18)."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import logging
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -262,3 +268,282 @@ def test_since_still_returns_every_held_violation_after_it():
     fill(recent, 700)
     assert len(recent.since(None)) == 700
     assert [e["seq"] for e in recent.since("698")] == [699, 700]
+
+
+# --- the pretty console's layout (issue 18) -------------------------------------------------
+
+def violation_event(**fields: Any) -> dict[str, Any]:
+    event = {
+        "timestamp": "2026-11-24T12:00:00.123Z", "event": "violation",
+        "rule": "domain.not_listed", "severity": "error", "action": "blocked",
+        "appid": "wx0123456789abcdef", "app_version": "0", "api": "request", "method": "GET",
+        "url": "https://evil.example.net/x", "host": "evil.example.net", "port": 443,
+        "client": "192.168.1.23", "flow_id": "f-1", "platform": "android",
+        "detail": "evil.example.net is not in the request domain list (1 entry)"
+                  "; a wx.request call",
+        "errMsg": "request:fail url not in domain list", "errno": 600002,
+    }
+    event.update(fields)
+    return event
+
+
+def at_100(left: str, device: str) -> str:
+    """A first line: the device ends at column 100, two spaces at least after the URL."""
+    return f"{left:<{100 - len(device) - 2}}  {device}"
+
+
+def test_a_violation_is_one_line_rule_and_outcome_first_with_the_errmsg_under_the_rule():
+    assert events.pretty_lines(violation_event(), "warning", width=100) == [
+        at_100("error   domain.not_listed    blocked  GET https://evil.example.net/x",
+               "192.168.1.23 android"),
+        "        request:fail url not in domain list",
+    ]
+
+
+def test_the_detail_follows_the_errmsg_where_it_adds_something():
+    event = violation_event(
+        rule="timeout.exceeded", url="https://api.example.com/report",
+        errMsg="request:fail timeout",
+        detail="no complete response within the request networkTimeout of 5000 ms")
+    assert events.pretty_lines(event, "warning", width=100) == [
+        at_100("error   timeout.exceeded     blocked  GET https://api.example.com/report",
+               "192.168.1.23 android"),
+        "        request:fail timeout — no complete response within the request "
+        "networkTimeout of 5000 ms",
+    ]
+
+
+@pytest.mark.parametrize(("fields", "adds"), [
+    ({}, False),  # host, list and interface are all on the line already
+    ({"rule": "scheme.insecure", "detail": "request must use https://, this call uses http://"},
+     False),
+    ({"api": "uploadFile", "detail": "x is not in the uploadFile domain list (1 entry)"
+                                     "; an uploadFile call (multipart body)"}, True),
+    ({"rule": "domain.ip_address", "detail": "host is IP address 10.0.0.8 (allow_lan_ip is "
+                                             "off)"}, True),
+    ({"rule": "concurrency.exceeded", "detail": "11 calls in flight (limit 10)"}, True),
+    ({"detail": ""}, False),
+])
+def test_the_detail_is_shown_only_where_it_adds_something(fields: dict[str, Any], adds: bool):
+    assert events.detail_adds(violation_event(**fields)) is adds
+
+
+def test_a_warning_without_errmsg_shows_only_its_detail_and_no_platform_when_unknown():
+    event = violation_event(rule="concurrency.exceeded", severity="warning", action="queued",
+                            errMsg=None, errno=None, client="127.0.0.1", platform=None,
+                            detail="11 calls in flight for wx0123456789abcdef (limit 10); "
+                                   "queued until a slot frees")
+    assert events.pretty_lines(event, "warning", width=100) == [
+        at_100("warning concurrency.exceeded queued   GET https://evil.example.net/x",
+               "127.0.0.1"),
+        "        11 calls in flight for wx0123456789abcdef (limit 10); queued until a slot "
+        "frees",
+    ]
+
+
+def test_a_long_url_is_cut_in_the_middle_keeping_its_host_and_the_line_fits_100_columns():
+    url = "https://api.example.com/v1/users/123456/orders?page=2&size=50&sort=desc"
+    first = events.pretty_lines(violation_event(url=url), "warning", width=100)[0]
+    assert len(first) == 100
+    assert "GET https://api.example.com/…" in first and "sort=desc  192.168.1.23" in first
+
+
+def test_a_wider_terminal_gives_the_url_the_room():
+    url = "https://api.example.com/v1/users/123456/orders?page=2&size=50&sort=desc"
+    first = events.pretty_lines(violation_event(url=url), "warning", width=160)[0]
+    assert f"GET {url} " in first and first.endswith("192.168.1.23 android")
+
+
+@pytest.mark.parametrize(("text", "width", "cut"), [
+    ("https://a.example.com/x", 40, "https://a.example.com/x"),
+    ("https://api.example.com/aaaaaaaaaaaaaaaaaaaa/end", 34, "https://api.example.com/…aaaaa/end"),
+    ("abcdefghij", 5, "ab…ij"),
+    ("中文中文中文中文", 9, "中文…中文"),  # wide characters count two columns
+])
+def test_cut_middle(text: str, width: int, cut: str):
+    assert events.cut_middle(text, width) == cut
+    assert events.columns(events.cut_middle(text, width)) <= width
+
+
+def test_other_events_get_a_compact_line_with_their_fields_in_logged_order():
+    lines = events.pretty_lines({"timestamp": "t", "event": "config_loaded",
+                                 "file": "/home/qa/wxgate.yaml", "mode": "enforce",
+                                 "apps": ["wx0123456789abcdef"]}, "info", width=100)
+    assert lines == ["info    config_loaded        file=/home/qa/wxgate.yaml mode=enforce "
+                     "apps=wx0123456789abcdef"]
+    lines = events.pretty_lines({"timestamp": "t", "event": "refused", "client": "8.8.8.8",
+                                 "reason": "client_not_allowed"}, "warning", width=100)
+    assert lines == ["warning refused              client=8.8.8.8 reason=client_not_allowed"]
+
+
+def test_a_rejected_config_lists_each_problem_on_its_own_line():
+    lines = events.pretty_lines({"timestamp": "t", "event": "config_rejected",
+                                 "file": "w.yaml", "kept": "old.yaml",
+                                 "problems": ["w.yaml:3: apps[0].appid: bad", "w.yaml:9: x"]},
+                                "error", width=100)
+    assert lines == ["error   config_rejected      file=w.yaml kept=old.yaml",
+                     "        w.yaml:3: apps[0].appid: bad", "        w.yaml:9: x"]
+
+
+def test_a_long_field_list_wraps_under_the_fields():
+    lines = events.pretty_lines({"timestamp": "t", "event": "shutdown", "flows": 12,
+                                 "blocked": 3, "violations": {f"rule.number_{i}": i
+                                                              for i in range(6)}},
+                                "info", width=100)
+    assert len(lines) == 2 and all(len(line) <= 100 for line in lines)
+    assert lines[1].startswith(" " * 29 + "rule.number_")
+
+
+def test_severity_is_colored_only_when_asked_and_the_text_is_the_same():
+    plain = events.pretty_lines(violation_event(), "warning", width=100)
+    colored = events.pretty_lines(violation_event(), "warning", width=100, colors=True)
+    assert "\x1b[1;31merror" in colored[0] and "\x1b[1;31mrequest:fail" in colored[1]
+    assert [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in colored] == plain
+
+
+@pytest.mark.parametrize(("env", "colors"), [({}, True), ({"NO_COLOR": "1"}, False),
+                                             ({"TERM": "dumb"}, False)])
+def test_colors_follow_no_color_and_term(monkeypatch: pytest.MonkeyPatch,
+                                         env: dict[str, str], colors: bool):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert events._colors_wanted(Tty()) is colors
+
+
+# --- the live status line -------------------------------------------------------------------
+
+class Tty(io.StringIO):
+    """A stream that says it is a terminal, and keeps what was written."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def as_stderr(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO) -> None:
+    """In the test's body: pytest puts its own sys.stderr back after fixtures run."""
+    monkeypatch.setattr(sys, "stderr", stream)
+
+
+def run_in_loop(*steps: Any) -> None:
+    """Each step in its own turn of an event loop, as mitmproxy runs hooks and tasks."""
+    async def main() -> None:
+        for step in steps:
+            step()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+
+
+def test_the_status_line_is_cleared_before_a_logged_line_and_drawn_again_after(
+        monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    console = Console()
+    stream = events.TerminalStream(tty, console)
+    run_in_loop(lambda: console.status("flows 1 | in flight 0"),
+                lambda: stream.write("error   domain.not_listed ...\n"),
+                lambda: console.status("flows 2 | in flight 0"))
+    assert tty.getvalue() == ("\r\x1b[2Kflows 1 | in flight 0"
+                              "\r\x1b[2Kerror   domain.not_listed ...\n"
+                              "\r\x1b[2Kflows 1 | in flight 0"
+                              "\r\x1b[2Kflows 2 | in flight 0")
+
+
+def test_the_console_clears_the_status_line_before_rendering_an_event(
+        monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    console = Console()
+    rendered: list[str | bytes] = []
+    run_in_loop(lambda: console.status("flows 1"),
+                lambda: rendered.append(console(None, "warning", violation_event())))
+    assert tty.getvalue() == "\r\x1b[2Kflows 1\r\x1b[2K\r\x1b[2Kflows 1"
+    assert "domain.not_listed" in str(rendered[0])
+
+
+def test_an_unchanged_status_is_not_drawn_again_and_clear_status_forgets_it(
+        monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    console = Console()
+    run_in_loop(lambda: console.status("flows 1"), lambda: console.status("flows 1"),
+                console.clear_status, lambda: events.TerminalStream(tty, console).write("x\n"))
+    assert tty.getvalue() == "\r\x1b[2Kflows 1\r\x1b[2Kx\n"
+
+
+def test_the_status_line_waits_for_a_line_printed_in_two_writes_to_end(
+        monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    console = Console()
+    stream = events.TerminalStream(tty, console)
+    run_in_loop(lambda: console.status("flows 1"), lambda: stream.write("half a line"),
+                lambda: console.status("flows 2"), lambda: stream.write(" and the rest\n"))
+    assert tty.getvalue() == ("\r\x1b[2Kflows 1\r\x1b[2Khalf a line and the rest\n"
+                              "\r\x1b[2Kflows 2")
+
+
+def test_writing_to_a_file_leaves_the_status_line_alone(monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    console = Console()
+    file = io.StringIO()
+    run_in_loop(lambda: console.status("flows 1"),
+                lambda: events.TerminalStream(file, console).write("to a file\n"))
+    assert tty.getvalue() == "\r\x1b[2Kflows 1" and file.getvalue() == "to a file\n"
+
+
+def test_no_status_line_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch):
+    piped = io.StringIO()
+    as_stderr(monkeypatch, piped)
+    run_in_loop(lambda: Console().status("flows 1"))
+    assert piped.getvalue() == ""
+
+
+def test_mitmproxys_log_lines_clear_the_status_line_first(monkeypatch: pytest.MonkeyPatch):
+    tty = Tty()
+    as_stderr(monkeypatch, tty)
+    handler = logging.StreamHandler(tty)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    console = Console()
+    try:
+        run_in_loop(lambda: console.status("flows 1"),
+                    lambda: logging.getLogger("mitmproxy.test").warning("a warning"))
+    finally:
+        root.removeHandler(handler)
+    assert tty.getvalue() == "\r\x1b[2Kflows 1\r\x1b[2Ka warning\n\r\x1b[2Kflows 1"
+
+
+def test_the_connection_chatter_filter_keeps_warnings_and_drops_info():
+    logger = logging.getLogger(events.CONNECTION_LOGGER)
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    saved = list(logger.filters)
+    try:
+        events.mute_connection_log()
+        events.mute_connection_log()  # once is enough
+        assert len(logger.filters) == len(saved) + 1
+        logger.info("client connect")
+        logger.warning("Client TLS handshake failed.")
+    finally:
+        logger.removeHandler(handler)
+        logger.filters[:] = saved
+    assert kept == ["Client TLS handshake failed."]
+
+
+def test_a_huge_detail_takes_at_most_three_lines_on_the_console():
+    event = violation_event(rule="referer.invalid", severity="warning", action="reported",
+                            errMsg=None, detail=f"Referer {'r' * 2000!r} is not https://...")
+    lines = events.pretty_lines(event, "warning", width=100)
+    assert len(lines) <= 1 + 3 and all(len(line) <= 100 for line in lines)
+    assert lines[1].startswith("        Referer 'rrrr") and "…" in "".join(lines)

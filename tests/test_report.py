@@ -1,11 +1,16 @@
 """`wxgate report`: a violation log as one self-contained HTML page and as JUnit XML that
-CI systems read; bad logs give one sentence and exit 2."""
+CI systems read; bad logs give one sentence and exit 2. The page shows what the developer
+acts on (issue 18): the hosts to add per interface and those no entry fixes, violations over
+time as inline SVG, and the device of every violation."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,15 @@ from typing import Any
 import pytest
 from wxgate.cli import main as cli_main
 from wxgate.policy.rules import RULES
-from wxgate.report import EXPLANATIONS, explanation
+from wxgate.report import (
+    EXPLANATIONS,
+    HostsToAdd,
+    ReportContext,
+    Timeline,
+    explanation,
+    summarize,
+    write_html,
+)
 
 APP_A = "wx0123456789abcdef"
 APP_B = "wxfedcba9876543210"
@@ -125,23 +138,24 @@ def test_html_summary_counts_by_rule_severity_and_app(tmp_path: Path):
 def test_html_violations_table_has_every_column_escaped(tmp_path: Path):
     page, _ = render(tmp_path)
     rows = parse(page).tables["violations"]
-    assert rows[0] == ["Time", "App", "API", "URL", "Rule", "Severity", "Action", "Detail",
-                       "errMsg"]
+    assert rows[0] == ["Time", "App", "Device", "API", "URL", "Rule", "Severity", "Action",
+                       "Detail", "errMsg"]
     assert len(rows) == 1 + 7  # the config_loaded line is not a violation
-    assert rows[1] == ["2026-11-24 12:00:00.123", APP_A, "request",
+    assert rows[1] == ["2026-11-24 12:00:00.123", APP_A, "192.168.1.23 android", "request",
                        "GET https://evil.example.net/x", "domain.not_listed", "error",
                        "blocked", "evil.example.net is not listed",
                        "request:fail url not in domain list"]
     assert "<script>alert(1)" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;?a=1&amp;b=&quot;2&quot;" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;?a=1&amp;b=&#34;2&#34;" in page
     assert 'data-sev="warning" data-rule="concurrency.exceeded"' in page
+    assert 'data-device="192.168.1.23"' in page
 
 
 def test_html_explains_each_broken_rule_with_the_wechat_rule_and_the_fix(tmp_path: Path):
     page, _ = render(tmp_path)
     for rule in ("domain.not_listed", "concurrency.exceeded", "referer.rewritten"):
         assert f'id="rule-{rule}"' in page
-        assert explanation(rule).fix.replace("'", "&#x27;") in page
+        assert explanation(rule).fix.replace("'", "&#39;") in page
     assert 'id="rule-tls.expired"' not in page  # only the rules that were broken
 
 
@@ -246,9 +260,190 @@ def test_html_and_junit_carry_control_characters_and_markup_from_the_log_inertly
     page, junit = render(tmp_path, [violation("domain.not_listed", "error", url=hostile,
                                               detail=hostile)])
     assert "<script>alert(1)" not in page
-    assert parse(page).tables["violations"][1][3] == f"GET {hostile}"
+    assert parse(page).tables["violations"][1][4] == f"GET {hostile}"
     root = ET.parse(junit).getroot()  # still well-formed XML: no NUL or ESC in it
     [failure] = root.iter("failure")
     assert "\x1b" not in (failure.text or "") and "\x00" not in (failure.get("message") or "")
     assert "<script>alert(1)</script>" in (failure.text or "")
 
+
+
+# --- what the developer acts on (issue 18) --------------------------------------------------
+
+def call(rule: str, url: str, api: str = "request", **fields: Any) -> dict[str, Any]:
+    """A violation of a call to `url`, with host and port as the proxy logs them."""
+    scheme, rest = url.split("://", 1)
+    authority = rest.split("/", 1)[0]
+    host, _, port = authority.rpartition(":") if authority.count(":") == 1 else (
+        authority, "", "")
+    default = 443 if scheme in ("https", "wss") else 80
+    return violation(rule, "error", url=url, host=host, port=int(port) if port else default,
+                     api=api, **fields)
+
+
+@pytest.mark.parametrize(("event", "found"), [
+    (call("domain.not_listed", "https://evil.example.net/x"),
+     ("add", "request", "https://evil.example.net")),
+    (call("domain.not_listed", "https://Evil.Example.net:8443/x"),
+     ("add", "request", "https://evil.example.net:8443")),
+    (call("domain.port_mismatch", "https://upload.example.com:8443/up", "uploadFile"),
+     ("add", "uploadFile", "https://upload.example.com:8443")),
+    (call("domain.not_listed", "wss://push.example.net/ws", "connectSocket"),
+     ("add", "connectSocket", "wss://push.example.net")),
+    (call("webview.not_listed", "https://h5.example.org/promo", "webview"),
+     ("add", "webview", "https://h5.example.org")),
+    (call("domain.redirect_not_listed", "https://api.example.com/go", "downloadFile",
+          location="https://files.example.org/a.zip", hop_rule="domain.not_listed"),
+     ("add", "downloadFile", "https://files.example.org")),
+    (call("scheme.insecure", "http://api.example.com/login"),
+     ("never", "scheme.insecure", "http://api.example.com")),
+    (call("domain.ip_address", "https://10.0.0.8/debug"),
+     ("never", "domain.ip_address", "https://10.0.0.8")),
+    (call("domain.localhost", "https://localhost:3000/mock"),
+     ("never", "domain.localhost", "https://localhost:3000")),
+    (call("domain.forbidden", "https://api.weixin.qq.com/cgi-bin/token"),
+     ("never", "domain.forbidden", "https://api.weixin.qq.com")),
+    (call("domain.not_listed", "https://evil.example.net./x"),
+     ("never", "trailing_dot", "https://evil.example.net.")),
+    (call("webview.not_listed", "http://h5.example.org/", "webview"),
+     ("never", "webview.not_https", "http://h5.example.org")),
+    (call("webview.not_listed", "https://192.168.1.10/", "webview"),
+     ("never", "domain.ip_address", "https://192.168.1.10")),
+    (call("domain.redirect_not_listed", "https://api.example.com/go",
+          location="http://api.example.com/plain", hop_rule="scheme.insecure"),
+     ("never", "scheme.insecure", "http://api.example.com")),
+    (call("timeout.exceeded", "https://api.example.com/slow"), None),
+    (violation("concurrency.exceeded", "warning"), None),
+], ids=lambda v: v[2] if isinstance(v, tuple) else None)
+def test_hosts_to_add_name_the_console_entry_or_why_none_fixes_it(
+        event: dict[str, Any], found: tuple[str, str, str] | None):
+    assert HostsToAdd.classify(event) == found
+
+
+HOSTS_LOG = [
+    *[call("domain.not_listed", f"https://evil.example.net/{i}") for i in range(3)],
+    call("domain.not_listed", "https://track.example.net/t"),
+    call("domain.port_mismatch", "https://upload.example.com:8443/up", "uploadFile"),
+    call("scheme.insecure", "http://api.example.com/login"),
+    call("domain.forbidden", "https://api.weixin.qq.com/cgi-bin/token"),
+]
+
+
+def test_the_page_lists_hosts_to_add_per_interface_with_calls_and_what_to_paste(
+        tmp_path: Path):
+    page, _ = render(tmp_path, HOSTS_LOG)
+    parser = parse(page)
+    add = [attrs for tag, attrs in parser.tags if tag == "table" and
+           "add" in (attrs.get("class") or "")]
+    assert [(a["data-app"], a["data-api"]) for a in add] == [(APP_A, "request"),
+                                                              (APP_A, "uploadFile")]
+    assert parser.tables[f"add-{APP_A}-request"][1:] == [
+        ["https://evil.example.net", "3", "https://evil.example.net/0"],
+        ["https://track.example.net", "1", "https://track.example.net/t"]]
+    assert parser.tables[f"add-{APP_A}-uploadFile"][1:] == [
+        ["https://upload.example.com:8443", "1", "https://upload.example.com:8443/up"]]
+    assert '<pre class="paste">https://evil.example.net;https://track.example.net</pre>' in page
+    never = {row[0]: row[1:] for row in parser.tables["never-listed"][1:]}
+    assert set(never) == {"http://api.example.com", "https://api.weixin.qq.com"}
+    assert never["http://api.example.com"][1:3] == ["1", APP_A]
+    assert "https:// (wss:// for sockets) only" in never["http://api.example.com"][0]
+
+
+def test_the_page_says_when_there_is_nothing_to_add(tmp_path: Path):
+    page, _ = render(tmp_path, [violation("concurrency.exceeded", "warning")])
+    assert "Nothing to add" in page and 'id="never-listed"' not in page
+
+
+def test_hosts_and_timeline_come_before_the_violations_table(tmp_path: Path):
+    page, _ = render(tmp_path)
+    order = [page.index(f'id="{name}"') for name in ("summary", "hosts", "timeline",
+                                                      "violations")]
+    assert order == sorted(order)
+
+
+def test_the_time_chart_is_inline_svg_with_a_row_per_rule_and_a_tooltip_per_bar(
+        tmp_path: Path):
+    log = [violation("domain.not_listed", "error", timestamp=f"2026-11-24T12:{m:02d}:00.000Z")
+           for m in range(0, 30)]
+    log += [violation("concurrency.exceeded", "warning",
+                      timestamp=f"2026-11-24T12:10:{s:02d}.000Z") for s in range(12)]
+    page, _ = render(tmp_path, log)
+    svg = page[page.index("<svg"):page.index("</svg>") + 6]
+    root = ET.fromstring(svg)  # well-formed, and readable without the page's script
+    ns = "{http://www.w3.org/2000/svg}"
+    lanes = [g for g in root.iter(f"{ns}g")]
+    assert [g.get("class") for g in lanes] == ["error", "warning"]
+    labels = [g.find(f"{ns}text").text for g in lanes]  # type: ignore[union-attr]
+    assert labels == ["domain.not_listed (30)", "concurrency.exceeded (12)"]
+    bars = list(lanes[0].iter(f"{ns}rect"))
+    assert 10 <= len(bars) <= 60
+    assert sum(int(b.findtext(f"{ns}title", "").split(": ")[1].split()[0]) for b in bars) == 30
+    assert "One bar is" in page and "href" not in svg
+
+
+def test_a_log_without_timestamps_has_no_chart_and_still_renders(tmp_path: Path):
+    page, _ = render(tmp_path, [violation("domain.not_listed", "error", timestamp=None)])
+    assert "No violation with a time to chart." in page
+
+
+def test_the_timeline_stays_bounded_and_keeps_every_count():
+    timeline = Timeline()
+    for second in range(100_000):
+        stamp = datetime.fromtimestamp(1_790_000_000 + second * 7, UTC).isoformat()
+        timeline.add(stamp, "domain.not_listed")
+    assert len(timeline.buckets) <= Timeline.MAX_BUCKETS
+    assert sum(c["domain.not_listed"] for c in timeline.buckets.values()) == 100_000
+    start, step, bins = timeline.binned(60)
+    assert len(bins) <= 60 and sum(b["domain.not_listed"] for b in bins) == 100_000
+    assert step % timeline.step_s == 0 and start % step == 0
+
+
+def test_the_device_column_and_filter_list_every_device(tmp_path: Path):
+    log = [violation("domain.not_listed", "error", client="192.168.1.40", platform="ios"),
+           violation("domain.not_listed", "error"), violation("referer.rewritten", "info",
+                                                              client=None, platform=None)]
+    page, _ = render(tmp_path, log)
+    parser = parse(page)
+    devices = {row[0]: row[1:] for row in parser.tables["by-device"][1:]}
+    assert devices == {"192.168.1.40": ["ios", "1", "0", "0", "1"],
+                       "192.168.1.23": ["android", "1", "0", "0", "1"],
+                       "(unknown)": ["", "0", "0", "1", "1"]}
+    options = [attrs.get("value") for tag, attrs in parser.tags if tag == "option"]
+    assert {"192.168.1.40", "192.168.1.23", "(unknown)"} <= set(options)
+    assert [row[2] for row in parser.tables["violations"][1:]] == [
+        "192.168.1.40 ios", "192.168.1.23 android", "(unknown)"]
+
+
+def test_the_table_is_written_while_the_log_is_still_being_read(tmp_path: Path):
+    """Flat memory: the rows stream from the source to the file, none is held back."""
+    pulled = 0
+
+    def source() -> Iterator[dict[str, Any]]:
+        nonlocal pulled
+        for i in range(5000):
+            pulled += 1
+            yield violation("domain.not_listed", "error", url=f"https://evil.example.net/{i}")
+
+    class Out(io.StringIO):
+        first_row_at: int | None = None
+
+        def write(self, text: str) -> int:
+            if self.first_row_at is None and "<tr data-sev=" in text:
+                self.first_row_at = pulled
+            return super().write(text)
+
+    summary = summarize(source)
+    pulled = 0
+    out = Out()
+    write_html(out, source, summary, ReportContext())
+    assert out.first_row_at is not None and out.first_row_at < 100
+    assert out.getvalue().count("<tr data-sev=") == 5000
+
+
+def test_timestamps_at_the_ends_of_the_calendar_or_not_times_still_render(tmp_path: Path):
+    page, _ = render(tmp_path, [
+        violation("domain.not_listed", "error", timestamp="0001-01-01T00:00:00Z"),
+        violation("domain.not_listed", "error", timestamp="9999-12-31T23:59:59Z"),
+        violation("domain.not_listed", "error", timestamp="2026-13-45"),
+        violation("domain.not_listed", "error", timestamp=12)])
+    assert "<svg" in page and "(out of range)" in page

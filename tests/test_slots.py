@@ -61,3 +61,32 @@ def test_force_acquire_counts_beyond_the_limit():
     slots.try_acquire("app", "a", 1)
     slots.force_acquire("app", "b")
     assert slots.in_use("app") == 2
+
+
+def test_keys_with_nothing_held_or_waiting_are_dropped():
+    async def scenario() -> set[object]:
+        slots = Slots()
+        slots.try_acquire(("10.0.0.1", "app"), "a", 1)
+        gone = asyncio.create_task(slots.acquire(("10.0.0.1", "app"), "gone", 1))
+        served = asyncio.create_task(slots.acquire(("10.0.0.1", "app"), "served", 1))
+        slots.try_acquire(("10.0.0.2", "app"), "b", 1)
+        left = asyncio.create_task(slots.acquire(("10.0.0.2", "app"), "left", 1))
+        await asyncio.sleep(0)
+        gone.cancel()
+        slots.cancel("left")
+        await asyncio.sleep(0)
+        for holder in ("a", "b"):
+            slots.release(holder)
+        await served
+        slots.release("served")
+        await asyncio.gather(gone, left, return_exceptions=True)
+        return slots.keys()
+
+    assert asyncio.run(scenario()) == set()
+
+
+def test_slots_are_counted_per_device_key():
+    slots = Slots()
+    assert slots.try_acquire(("10.0.0.1", "app", "shared"), "a", 1)
+    assert slots.try_acquire(("10.0.0.2", "app", "shared"), "b", 1)
+    assert not slots.try_acquire(("10.0.0.1", "app", "shared"), "c", 1)

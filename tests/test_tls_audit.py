@@ -20,7 +20,15 @@ from mitmproxy.test import taddons, tflow, tutils
 from wxgate import events, tls_audit
 from wxgate.identify import IdentifyApp
 from wxgate.policy.config import Config
-from wxgate.tls_audit import META_TLS, ConnVerdict, TlsAudit, _HandshakeCheck, accepts_tls12
+from wxgate.tls_audit import (
+    META_TLS,
+    ConnVerdict,
+    TlsAudit,
+    _HandshakeCheck,
+    accepted_versions,
+    accepts_tls12,
+    version_refusal,
+)
 from wxgate.verdict import info_of
 
 from .addon_helpers import REFERER, mp_flow, runtime_for
@@ -134,7 +142,7 @@ def test_a_flow_is_judged_once_even_if_its_hooks_fire_again(tmp_path: Path, pki:
         flow.response = tutils.tresp()
         asyncio.run(s.audit.responseheaders(flow))
         # mitmproxy fires `error` for the flow it just killed.
-        s.audit.error(flow)
+        asyncio.run(s.audit.error(flow))
     assert len(lines(log)) == 1
 
 
@@ -182,7 +190,7 @@ def test_a_refused_handshake_is_judged_from_the_chain_it_sent(tmp_path: Path, pk
         flow.request.host, flow.request.port = server.address
         s.audit.tls_failed_server(tls_data(server, flow.client_conn, FakeSSL(chain)))
         flow.error = Error(message)
-        s.audit.error(flow)
+        asyncio.run(s.audit.error(flow))
     assert flow.error.msg == Error.KILLED_MESSAGE  # no 502: the client sees the failure
     (line,) = lines(log)
     assert (line["rule"], line["action"]) == ("tls.incomplete_chain", "blocked")
@@ -201,27 +209,131 @@ def test_a_handshake_refused_by_the_rules_is_judged_once(tmp_path: Path, pki: Pk
         s.audit.tls_failed_server(tls_data(server, flow.client_conn, conn))
         flow.request.host, flow.request.port = server.address
         flow.error = Error(server.error)
-        s.audit.error(flow)
+        asyncio.run(s.audit.error(flow))
     assert s.audit.judgements == 1
     assert [(e["rule"], e["severity"], e["action"]) for e in lines(log)] == [
         ("tls.ats", "error", "blocked")]
 
 
-def test_a_failure_without_a_chain_is_classified_from_its_message(tmp_path: Path, pki: Pki,
-                                                                  log: Path):
-    s = Setup(tmp_path, pki)
+VERSION_MISMATCH = ("The remote server and mitmproxy cannot agree on a TLS version to use. "
+                    "You may need to adjust mitmproxy's tls_version_server_min option.")
+
+
+class Versions:
+    """Stands in for the per-version probe: what the server accepts, and how often asked."""
+
+    def __init__(self, accepted: tuple[str, ...] | None) -> None:
+        self.accepted = accepted
+        self.calls: list[tuple[tuple[str, int], str]] = []
+
+    async def __call__(self, address: tuple[str, int], servername: str,
+                       timeout: float = 5.0) -> tuple[str, ...] | None:
+        self.calls.append((address, servername))
+        return self.accepted
+
+
+def refuse(s: Setup, message: str, user_agent: str = ANDROID_UA, live: bool = True) -> Any:
+    """A call whose upstream handshake failed with `message`, no chain sent."""
     server = server_with([])
-    message = ("The remote server and mitmproxy cannot agree on a TLS version to use. You "
-               "may need to adjust mitmproxy's tls_version_server_min option.")
     server.error = message
+    flow = s.flow(user_agent, live=live)
+    flow.request.host, flow.request.port = server.address
+    s.audit.tls_failed_server(tls_data(server, flow.client_conn, None))
+    flow.error = Error(message)
+    asyncio.run(s.audit.error(flow))
+    return flow
+
+
+def test_a_failure_without_a_chain_is_classified_from_its_message(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    """The server can't be probed (it is gone): the message names the rule."""
+    monkeypatch.setattr(tls_audit, "accepted_versions", Versions(None))
+    s = Setup(tmp_path, pki)
     with taddons.context(s.audit, s.identify):
-        flow = s.flow(IOS_UA)
-        flow.request.host, flow.request.port = server.address
-        s.audit.tls_failed_server(tls_data(server, flow.client_conn, None))
-        flow.error = Error(message)
-        s.audit.error(flow)
+        refuse(s, VERSION_MISMATCH, IOS_UA)
     (line,) = lines(log)
     assert (line["rule"], line["action"]) == ("tls.version", "blocked")
+    assert line["detail"] == f"the upstream TLS handshake failed: {VERSION_MISMATCH}"
+
+
+@pytest.mark.parametrize("message", [
+    VERSION_MISMATCH,
+    "OpenSSL Error([('SSL routines', '', 'unsupported protocol')])",
+    # Version-intolerant stacks: no protocol_version alert, so the message names no rule.
+    "OpenSSL Error([('SSL routines', '', 'tls alert handshake failure')])",
+    "connection closed",
+], ids=["protocol-version-alert", "tls11-server-hello", "handshake-failure-alert", "closed"])
+def test_a_server_that_speaks_only_tls11_is_tls_version_whatever_its_message(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch, message: str):
+    monkeypatch.setattr(tls_audit, "accepted_versions", Versions(("TLSv1", "TLSv1.1")))
+    s = Setup(tmp_path, pki)
+    with taddons.context(s.audit, s.identify):
+        flow = refuse(s, message)
+    assert flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE
+    (line,) = lines(log)
+    assert (line["rule"], line["severity"], line["action"], line["errMsg"]) == (
+        "tls.version", "error", "blocked", "request:fail ssl hand shake error")
+    assert line["detail"] == ("the server accepts only TLSv1, TLSv1.1, below tls.min_version "
+                              f"1.2; the upstream TLS handshake failed: {message}")
+
+
+def test_a_tls11_only_server_is_logged_under_block_with_response_too(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    """mitmproxy answers such a call with its 502, which no hook can replace; the log line
+    still names the rule."""
+    monkeypatch.setattr(tls_audit, "accepted_versions", Versions(("TLSv1.1",)))
+    s = Setup(tmp_path, pki, block_with="response")
+    with taddons.context(s.audit, s.identify):
+        refuse(s, "connection closed")
+    assert [(e["rule"], e["action"]) for e in lines(log)] == [("tls.version", "blocked")]
+
+
+def test_a_handshake_failure_of_a_server_that_speaks_tls12_names_no_rule(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    """The versions are not what failed, and the message says nothing a rule judges."""
+    monkeypatch.setattr(tls_audit, "accepted_versions", Versions(("TLSv1.1", "TLSv1.2")))
+    s = Setup(tmp_path, pki)
+    with taddons.context(s.audit, s.identify):
+        flow = refuse(s, "connection closed")
+    assert lines(log) == [] and flow.error is not None
+    assert flow.error.msg == "connection closed"
+
+
+def test_the_versions_are_probed_once_per_host_and_address(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    versions = Versions(("TLSv1.1",))
+    monkeypatch.setattr(tls_audit, "accepted_versions", versions)
+    s = Setup(tmp_path, pki)
+    with taddons.context(s.audit, s.identify):
+        for _ in range(3):
+            refuse(s, "connection closed")
+    assert versions.calls == [(("127.0.0.1", 9443), HOST)]
+    assert [e["rule"] for e in lines(log)] == ["tls.version"] * 3
+
+
+def test_a_captured_handshake_failure_never_probes_the_network(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    versions = Versions(("TLSv1.1",))
+    monkeypatch.setattr(tls_audit, "accepted_versions", versions)
+    s = Setup(tmp_path, pki)
+    with taddons.context(s.audit, s.identify):
+        refuse(s, VERSION_MISMATCH, live=False)
+    assert versions.calls == []
+    assert [(e["rule"], e["action"]) for e in lines(log)] == [("tls.version", "reported")]
+
+
+@pytest.mark.parametrize(("accepted", "min_version", "rule"), [
+    (("TLSv1.1",), "1.2", "tls.version"),
+    (("TLSv1", "TLSv1.1"), "1.2", "tls.version"),
+    (("TLSv1.2",), "1.3", "tls.version"),
+    (("TLSv1.1", "TLSv1.2"), "1.2", None),
+    (("TLSv1.1",), "1.1", None),
+    ((), "1.2", None),
+])
+def test_version_refusal_names_a_server_whose_every_version_is_too_old(
+        accepted: tuple[str, ...], min_version: str, rule: str | None):
+    found = version_refusal(accepted, min_version, "connection closed")
+    assert (found.rule if found else None) == rule
 
 
 def test_a_captured_tls_failure_is_reported_offline(tmp_path: Path, pki: Pki, log: Path):
@@ -231,10 +343,10 @@ def test_a_captured_tls_failure_is_reported_offline(tmp_path: Path, pki: Pki, lo
     with taddons.context(s.audit, s.identify):
         flow = s.flow(IOS_UA, live=False)
         flow.error = Error("Certificate verify failed: certificate has expired")
-        s.audit.error(flow)
+        asyncio.run(s.audit.error(flow))
         other = s.flow(IOS_UA, live=False)
         other.error = Error("Connection killed.")
-        s.audit.error(other)
+        asyncio.run(s.audit.error(other))
     assert [(e["rule"], e["action"]) for e in lines(log)] == [("tls.expired", "reported")]
 
 
@@ -360,6 +472,8 @@ def servers(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
         "both": Upstream(chain.server_context(directory / "both")),
         "tls13": Upstream(chain.server_context(
             directory / "tls13", versions=(ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3))),
+        "tls11": Upstream(chain.server_context(
+            directory / "tls11", versions=(ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_1))),
     }
     yield made
     for server in made.values():
@@ -396,3 +510,14 @@ def test_the_tls12_probe_tells_a_tls13_only_server_apart(servers: dict[str, Upst
                 await accepts_tls12(("127.0.0.1", 1), HOST, timeout=2)]
 
     assert asyncio.run(probe_all()) == [True, False, None]
+
+
+def test_the_version_probe_finds_what_each_server_speaks(servers: dict[str, Upstream]):
+    async def probe_all() -> list[tuple[str, ...] | None]:
+        return [await accepted_versions(("127.0.0.1", servers[name].port), HOST)
+                for name in ("both", "tls13", "tls11")] + [
+            await accepted_versions(("127.0.0.1", 1), HOST, timeout=2)]
+
+    both, tls13, tls11, unreachable = asyncio.run(probe_all())
+    assert both is not None and {"TLSv1.2", "TLSv1.3"} <= set(both)
+    assert (tls13, tls11, unreachable) == (("TLSv1.3",), ("TLSv1.1",), None)

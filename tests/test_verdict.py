@@ -69,8 +69,8 @@ def test_exception_in_enforcing_hook_blocks_the_flow(
     events.configure("off")
     events.SINK.open(tmp_path / "log.jsonl")
     # Fill the one slot so the limit addons reach their rule code.
-    runtime.inflight.force_acquire(("wx0123456789abcdef", "shared"), "other")
-    runtime.sockets.force_acquire("wx0123456789abcdef", "other")
+    runtime.inflight.force_acquire(("127.0.0.1", "wx0123456789abcdef", "shared"), "other")
+    runtime.sockets.force_acquire(("127.0.0.1", "wx0123456789abcdef"), "other")
     monkeypatch.setattr(module, attr, _boom)
     addon = addon_cls(runtime)
     identify_app = addon if addon_cls is IdentifyApp else IdentifyApp(runtime)

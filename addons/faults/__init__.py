@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Action, Fault, Match, number, parse_match
+from .base import Action, Fault, Match, client_address, number, parse_match
 from .delay import Delay
 from .drop import Drop
 from .status import Status
@@ -21,7 +21,7 @@ REGISTRY: dict[str, type[Fault]] = {
     cls.fields[0]: cls for cls in (Delay, Timeout, Drop, Status)
 }
 ENVELOPE_KEYS = ("match", "probability")
-BACKGROUND_KEYS = ("appid", "after_s", "for_s")
+BACKGROUND_KEYS = ("appid", "after_s", "for_s", "client")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class BackgroundWindow:
     appid: str
     after_s: int
     for_s: int
+    client: str | None = None  # one device; None: every device running the app
 
 
 def parse_fault(
@@ -65,7 +66,8 @@ def _parse_background(data: Mapping[str, Any], report: Callable[[str, str], None
                       ) -> BackgroundWindow | None:
     spec = data["background"]
     if len(data) != 1 or not isinstance(spec, Mapping):
-        report("background", "must be the only key, a mapping of appid, after_s, for_s")
+        report("background", "must be the only key, a mapping of appid, after_s, for_s "
+                             "and optionally client")
         return None
     ok = True
     for key in spec:
@@ -84,22 +86,33 @@ def _parse_background(data: Mapping[str, Any], report: Callable[[str, str], None
             continue
         values[key] = number(spec, key, lambda k, m: report(f"background.{k}", m), minimum=0)
         ok = ok and values[key] is not None
-    return BackgroundWindow(spec["appid"], values["after_s"], values["for_s"]) if ok else None
+    client = None
+    if "client" in spec:
+        if isinstance(spec["client"], str):
+            client = client_address(spec["client"], "background.client", report)
+        else:
+            report("background.client", "must be a string: the device's IP address")
+        ok = ok and client is not None
+    return BackgroundWindow(spec["appid"], values["after_s"], values["for_s"], client) \
+        if ok else None
 
 
 class FaultSet:
     """The active faults and the seeded source of every random choice.
 
     A decision depends only on the seed, the fault and the call's identity (method,
-    URL and how many times that call was seen before), not on arrival order, so the
-    same seed and the same traffic drop the same calls even under concurrency.
+    URL and how many times that device made that call before), not on arrival order, so
+    the same seed and the same traffic drop the same calls even under concurrency, and
+    one phone's calls don't change which of another phone's calls are dropped.
     """
 
     def __init__(self, faults: list[Fault] | None = None, seed: int | None = None) -> None:
         self.faults: dict[int, Fault] = {}
         self._next_id = 1
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
-        self._seen: dict[str, int] = {}
+        # device -> call -> times seen
+        self._seen: dict[str | None, dict[str, int]] = {}
+        self._seen_calls = 0
         for fault in faults or []:
             self.add(fault)
 
@@ -119,17 +132,25 @@ class FaultSet:
     def describe(self) -> list[dict[str, Any]]:
         return [{"id": i, **f.describe()} for i, f in self.faults.items()]
 
-    def decide(self, appid: str | None, api: str, method: str, url: str
-               ) -> list[tuple[int, Action]]:
+    def forget(self, client: str) -> None:
+        """The device was forgotten: its call counts go too."""
+        self._seen_calls -= len(self._seen.pop(client, {}))
+
+    def decide(self, appid: str | None, api: str, method: str, url: str,
+               client: str | None = None) -> list[tuple[int, Action]]:
         matching = [(i, f) for i, f in self.faults.items()
-                    if f.match.matches(appid, api, method, url)]
+                    if f.match.matches(appid, api, method, url, client)]
         if not matching:
             return []
         call = f"{method} {url}"
-        if len(self._seen) > 100_000:  # bound memory on endless distinct URLs
+        if self._seen_calls > 100_000:  # bound memory on endless distinct URLs
             self._seen.clear()
-        n = self._seen.get(call, 0)
-        self._seen[call] = n + 1
+            self._seen_calls = 0
+        seen = self._seen.setdefault(client, {})
+        n = seen.get(call, 0)
+        if n == 0:
+            self._seen_calls += 1
+        seen[call] = n + 1
         actions = []
         for fault_id, fault in matching:
             rng = random.Random(f"{self.seed}|{fault_id}|{call}|{n}")

@@ -12,11 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from ..devices import parse_device
 from ..policy.rules import APIS
 
 Report = Callable[[str, str], None]  # (key, message)
 
-MATCH_KEYS = ("appid", "api", "method", "url")
+MATCH_KEYS = ("appid", "api", "method", "url", "client")
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,15 @@ class Match:
     api: str | None = None
     method: str | None = None
     url: str | None = None  # glob, e.g. "https://api.example.com/slow/*"
+    client: str | None = None  # one device: its address as the proxy sees it
 
-    def matches(self, appid: str | None, api: str, method: str, url: str) -> bool:
+    def matches(self, appid: str | None, api: str, method: str, url: str,
+                client: str | None = None) -> bool:
         return (
             (self.appid is None or self.appid == appid)
             and (self.api is None or self.api == api)
             and (self.method is None or self.method.upper() == method.upper())
+            and (self.client is None or self.client == client)
             and (self.url is None or fnmatch.fnmatchcase(url, self.url))
         )
 
@@ -73,7 +77,7 @@ def parse_match(data: Any, report: Report) -> Match | None:
     if data is None:
         return Match()
     if not isinstance(data, Mapping):
-        report("match", "must be a mapping of appid, api, method, url")
+        report("match", f"must be a mapping of {', '.join(MATCH_KEYS)}")
         return None
     ok = True
     for key in data:
@@ -87,7 +91,19 @@ def parse_match(data: Any, report: Report) -> Match | None:
     if isinstance(data.get("api"), str) and data["api"] not in APIS:
         report("match.api", f"must be one of {', '.join(APIS)}, not {data['api']!r}")
         ok = False
-    return Match(**{k: data.get(k) for k in MATCH_KEYS}) if ok else None
+    values = {k: data.get(k) for k in MATCH_KEYS}
+    if isinstance(values["client"], str):
+        values["client"] = client_address(values["client"], "match.client", report)
+        ok = ok and values["client"] is not None
+    return Match(**values) if ok else None
+
+
+def client_address(text: str, key: str, report: Report) -> str | None:
+    """A device named in a fault: its address, as the proxy sees the phone's connection."""
+    address = parse_device(text)
+    if address is None:
+        report(key, f"must be an IP address (a device is a client address), not {text!r}")
+    return address
 
 
 def number(data: Mapping[str, Any], key: str, report: Report, *, minimum: float,

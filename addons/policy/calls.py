@@ -132,18 +132,18 @@ def classify(app: AppConfig, host: str, head: RequestHead) -> Interface:
     if is_navigation(head):
         how = (f"Sec-Fetch-Dest {head.sec_fetch_dest}" if head.sec_fetch_dest
                else "web-view User-Agent asking for HTML")
-        return Interface(WEBVIEW, f"{how}, so a web-view navigation", navigation=True)
+        return Interface(WEBVIEW, f"a web-view navigation ({how})", navigation=True)
     if is_webview_page(head):
-        return Interface(WEBVIEW, "web-view User-Agent (miniProgram) without the mini "
-                         "program's Referer, so a web-view page's own load")
+        return Interface(WEBVIEW, "a web-view page's own load (web-view User-Agent without "
+                         "the mini program's Referer)")
     if is_websocket_upgrade(head.upgrade):
         return interface_for(app, host, websocket=True, method=head.method,
                              content_type=head.content_type)
     if head.sec_fetch_dest in MEDIA_DESTS:
-        return Interface(MEDIA, f"Sec-Fetch-Dest {head.sec_fetch_dest}, so loaded by the "
-                         "view layer")
+        return Interface(MEDIA, f"media the view layer loads (Sec-Fetch-Dest "
+                         f"{head.sec_fetch_dest})")
     if not head.fetch_metadata and (why := _engine_media(head)):
-        return Interface(MEDIA, f"{why}, so loaded by the view layer")
+        return Interface(MEDIA, f"media the view layer loads ({why})")
     return interface_for(app, host, websocket=False, method=head.method,
                          content_type=head.content_type)
 

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +50,21 @@ _VERSION_RE = re.compile(r"^(0|devtools|\d+)$")
 
 @dataclass(frozen=True)
 class Problem:
+    """One located problem. An error makes the config unusable; a warning (a project that
+    is not built yet) is shown by check-config and the banner and changes nothing else."""
+
     file: str
     line: int | None
     key: str
     message: str
     rule: str | None = None
+    severity: str = "error"  # error | warning
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         tail = f" [{self.rule}]" if self.rule else ""
-        return f"{where}: {self.key}: {self.message}{tail}"
+        label = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {label}{self.key}: {self.message}{tail}"
 
 
 class ConfigError(Exception):
@@ -97,6 +102,10 @@ class AppConfig:
     url_check: bool | None = None
     # The web-view (业务域名) list: where a <web-view> may navigate.
     business_domains: tuple[DomainEntry, ...] = ()
+    # Where each resolved value came from, for check-config: "appid", "version",
+    # "url_check", "domains.<api>", "network_timeout.<api>" -> "file:line", a project
+    # file, or "default".
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,9 @@ class Config:
     # True lets LAN clients reach this machine's own loopback/link-local services.
     local_destinations: bool = False
     source: str = "<default>"
+    # Problems that leave the config usable (a project before its build): check-config
+    # and the banner show them.
+    warnings: tuple[Problem, ...] = ()
 
     def app(self, appid: str | None) -> AppConfig | None:
         for app in self.apps:
@@ -178,9 +190,18 @@ class _Reader:
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def problem(self, line: int | None, key: str, message: str, rule: str | None = None) -> None:
         self.problems.append(Problem(self.file, line, key, message, rule))
+
+    def add(self, problem: Problem) -> None:
+        """A problem located in another file (a DevTools project's JSON)."""
+        (self.warnings if problem.severity == "warning" else self.problems).append(problem)
+
+    def where(self, line: int | None) -> str:
+        """A place in this file, as check-config names the source of a value."""
+        return f"{self.file}:{line}" if line else self.file
 
     def section(self, node: Any, path: str, known: tuple[str, ...], line: int) -> MarkedDict:
         if node is None:
@@ -329,48 +350,223 @@ def _read_json(reader: _Reader, path: Path, key: str, line: int | None) -> Any:
     return None
 
 
-def _project(
-    reader: _Reader, base: Path, raw: str, line: int | None, path: str
-) -> tuple[str | None, bool | None, dict[str, int]]:
-    """appid, setting.urlCheck and app.json/game.json networkTimeout of a mini-program project."""
-    root = (base / raw).resolve()
-    key = _join(path, "project")
-    if not root.is_dir():
-        reader.problem(line, key, f"{root} is not a directory")
-        return None, None, {}
-    appid, url_check, timeouts = None, None, {}
-    cfg = _read_json(reader, root / "project.config.json", key, line)
-    src_root = root
-    if isinstance(cfg, dict):
-        appid = cfg.get("appid") if isinstance(cfg.get("appid"), str) else None
-        setting = cfg.get("setting")
-        if isinstance(setting, dict) and isinstance(setting.get("urlCheck"), bool):
-            url_check = setting["urlCheck"]
-        for root_key in ("miniprogramRoot", "minigameRoot"):
-            if isinstance(cfg.get(root_key), str):
-                src_root = root / cfg[root_key]
-    for name in ("app.json", "game.json"):
-        if (src_root / name).is_file():
-            data = _read_json(reader, src_root / name, key, line)
-            nt = data.get("networkTimeout") if isinstance(data, dict) else None
-            if isinstance(nt, dict):
-                timeouts = {
-                    api: v for api, v in nt.items()
-                    if api in APIS and isinstance(v, int) and not isinstance(v, bool)
-                }
-                for api, v in list(timeouts.items()):
-                    if v < 1:
-                        reader.problem(line, key, f"{name} networkTimeout.{api} is {v}; "
-                                       "it must be a positive number of milliseconds")
-                        del timeouts[api]
-            break
-    return appid, url_check, timeouts
+# --- DevTools projects (SPEC §3 "Projects") ----------------------------------------------------
+
+# DevTools' tourist mode: no appid of one's own. Valid in the YAML; in a project it is no
+# real appid, so an appid in the YAML wins over it.
+TOURIST_APPID = "touristappid"
+
+
+def is_real_appid(appid: str) -> bool:
+    return _APPID_RE.fullmatch(appid) is not None
+
+
+def valid_appid(appid: str) -> bool:
+    """An appid the config accepts: a real one, or DevTools' tourist mode."""
+    return is_real_appid(appid) or appid == TOURIST_APPID
+
+
+@dataclass(frozen=True)
+class _JsonFile:
+    """A project JSON file, parsed, with its text kept to find the line of a key."""
+
+    path: Path
+    data: dict[str, Any]
+    text: str
+
+    def line(self, *keys: str) -> int | None:
+        """The line of a nested key, each key looked for after the one before it; the
+        deepest one found when the rest are not written."""
+        pos, line = 0, None
+        for key in keys:
+            match = re.compile(rf'"{re.escape(key)}"\s*:').search(self.text, pos)
+            if match is None:
+                break
+            pos, line = match.end(), self.text.count("\n", 0, match.start()) + 1
+        return line
+
+    def where(self, *keys: str) -> str:
+        line = self.line(*keys)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+def _read_project_file(reader: _Reader, path: Path) -> _JsonFile | None:
+    """One of a project's JSON files; its problems are located in it. None when it is
+    missing or unusable."""
+    if not path.is_file():
+        return None
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        data = json.loads(text)
+    except (OSError, UnicodeDecodeError) as exc:
+        reader.add(Problem(file, None, "(file)", f"cannot be read ({exc.__class__.__name__})"))
+        return None
+    except json.JSONDecodeError as exc:
+        reader.add(Problem(file, exc.lineno, "(json)", f"is not valid JSON: {exc.msg}"))
+        return None
+    except RecursionError:
+        reader.add(Problem(file, None, "(json)", "is nested too deeply to read"))
+        return None
+    if not isinstance(data, dict):
+        reader.add(Problem(file, None, "(file)", f"must hold a JSON object, not {_kind(data)}"))
+        return None
+    return _JsonFile(path, data, text)
+
+
+def project_root(raw: str) -> str:
+    """A miniprogramRoot/minigameRoot as DevTools takes it: with or without `./` and a
+    trailing slash, in Windows or POSIX spelling; always under the project folder."""
+    path = raw.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    return path.strip("/") or "."
+
+
+@dataclass
+class _Project:
+    """What a DevTools project folder says, each value with the file it came from."""
+
+    root: Path
+    config: _JsonFile | None = None  # project.config.json
+    appid: Any = None  # as written: any JSON value, None when absent
+    url_check: bool | None = None
+    url_check_source: str | None = None
+    timeouts_file: _JsonFile | None = None  # app.json or game.json
+    timeouts: dict[str, Any] = field(default_factory=dict)  # as written
+    # Why networkTimeout could not be read (root folder or app.json missing); _app ends
+    # the sentence with what the timeouts are instead.
+    unread: Problem | None = None
+
+
+def _project(reader: _Reader, root: Path) -> _Project:
+    """project.config.json, then project.private.config.json (its `setting` overrides),
+    then networkTimeout from game.json (compileType game) or app.json (then game.json)
+    under miniprogramRoot/minigameRoot."""
+    project = _Project(root)
+    cfg = project.config = _read_project_file(reader, root / "project.config.json")
+    private = _read_project_file(reader, root / "project.private.config.json")
+    data = cfg.data if cfg is not None else {}
+    project.appid = data.get("appid")
+    for source in (cfg, private):
+        setting = source.data.get("setting") if source is not None else None
+        if (source is not None and isinstance(setting, dict)
+                and isinstance(setting.get("urlCheck"), bool)):
+            project.url_check = setting["urlCheck"]
+            project.url_check_source = source.where("setting", "urlCheck")
+
+    game = data.get("compileType") == "game"
+    root_key = "minigameRoot" if game else "miniprogramRoot"
+    src = root
+    if cfg is not None and data.get(root_key) is not None:
+        raw = data[root_key]
+        if not isinstance(raw, str):
+            reader.add(Problem(str(cfg.path), cfg.line(root_key), root_key,
+                               f"must be a folder path, not {_kind(raw)}"))
+            return project
+        src = (root / project_root(raw)).resolve()
+        if not src.is_dir():
+            project.unread = Problem(
+                str(cfg.path), cfg.line(root_key), root_key,
+                f"'{raw}' is not a folder in {root} (a Taro or uni-app project before its "
+                "build?): networkTimeout is not read", severity="warning")
+            return project
+    names = ("game.json",) if game else ("app.json", "game.json")
+    found = next((src / name for name in names if (src / name).is_file()), None)
+    if found is None:
+        project.unread = Problem(str(src / names[0]), None, "(file)",
+                                 "does not exist: networkTimeout is not read",
+                                 severity="warning")
+        return project
+    file = project.timeouts_file = _read_project_file(reader, found)
+    written = file.data.get("networkTimeout") if file is not None else None
+    if file is not None and isinstance(written, dict):
+        project.timeouts = {api: v for api, v in written.items() if api in APIS}
+    elif file is not None and written is not None:
+        reader.add(Problem(str(file.path), file.line("networkTimeout"), "networkTimeout",
+                           f"must be an object of interface: milliseconds, not {_kind(written)}",
+                           "config.timeout"))
+    return project
+
+
+def _json_value(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _project_timeouts(reader: _Reader, project: _Project, rules: ClientRules,
+                      overridden: set[str]) -> dict[str, tuple[int, str]]:
+    """The project's networkTimeout values in use (those network_timeout does not
+    override), each with where it was written; a value the client would not take is a
+    config.timeout error located in app.json/game.json."""
+    out: dict[str, tuple[int, str]] = {}
+    file = project.timeouts_file
+    if file is None:
+        return out
+    for api, value in project.timeouts.items():
+        if api in overridden:
+            continue
+        key, line = f"networkTimeout.{api}", file.line("networkTimeout", api)
+        integral = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+        if not integral:
+            reason = (f"is {_kind(value)} {_json_value(value)}; a networkTimeout is an "
+                      "integer number of milliseconds")
+        elif value < 1:
+            reason = f"is {int(value)}; a networkTimeout is a positive number of milliseconds"
+        elif value > rules.max_timeout_ms:
+            reason = f"is {int(value)} ms; the client allows at most {rules.max_timeout_ms}"
+        else:
+            out[api] = (int(value), file.where("networkTimeout", api))
+            continue
+        reader.add(Problem(str(file.path), line, key, reason, "config.timeout"))
+    return out
+
+
+def _appid(reader: _Reader, sec: MarkedDict, path: str, appid: str | None,
+           project: _Project | None) -> tuple[str | None, str]:
+    """The app's appid and where it came from: the YAML's, unless it gives none and the
+    project has a usable one."""
+    key = _join(path, "appid")
+    cfg = project.config if project is not None else None
+    written = project.appid if project is not None else None
+    if appid is not None:
+        line = sec.key_lines.get("appid", sec.line)
+        if not valid_appid(appid):
+            reader.problem(line, key, f"'{appid}' is not an appid (wx followed by 16 hex "
+                           "digits, or touristappid)")
+        elif (cfg is not None and isinstance(written, str) and is_real_appid(written)
+              and written != appid):
+            reader.problem(line, key, f"{appid} is not the appid that {cfg.path} gives "
+                           f"({written})")
+        return appid, reader.where(line)
+    if project is None:
+        reader.problem(sec.line, key, "is missing (and no project gives one)")
+        return None, ""
+    if cfg is None:
+        if not (project.root / "project.config.json").is_file():
+            reader.problem(sec.line, key, f"is missing, and {project.root} has no "
+                           "project.config.json to give it")
+        return None, ""
+    if isinstance(written, str) and valid_appid(written):
+        return written, cfg.where("appid")
+    if written is None:
+        reason = "is missing"
+    elif written == "":
+        reason = "is empty"
+    else:
+        reason = (f"{_json_value(written)} is not an appid (wx followed by 16 hex digits, "
+                  "or touristappid)")
+    reader.add(Problem(str(cfg.path), cfg.line("appid"), "appid",
+                       f"{reason}: give the app's appid in {key}"))
+    return None, ""
 
 
 def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: ClientRules
          ) -> AppConfig | None:
     path = f"apps[{index}]"
     sec = reader.section(node, path, APP_KEYS, line)
+    sources: dict[str, str] = {}
     appid = reader.value(sec, path, "appid", str, None)
     version = reader.value(sec, path, "version", (str, int), "0")
     version = str(version)
@@ -379,32 +575,34 @@ def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: C
                        f"'{version}' is not a Referer version (\"0\", \"devtools\" or a release "
                        "number)")
         version = "0"
-    project = reader.value(sec, path, "project", str, None)
-    url_check: bool | None = None
-    project_timeouts: dict[str, int] = {}
-    if project:
-        p_appid, url_check, project_timeouts = _project(
-            reader, base, project, sec.key_lines.get("project"), path
-        )
-        if appid is None:
-            appid = p_appid
-        elif p_appid and p_appid != appid:
+    sources["version"] = (reader.where(sec.key_lines["version"]) if "version" in sec
+                          else "default")
+    project_dir = reader.value(sec, path, "project", str, None)
+    project: _Project | None = None
+    if project_dir:
+        root = (base / project_dir).resolve()
+        if root.is_dir():
+            project = _project(reader, root)
+        else:
             reader.problem(sec.key_lines.get("project"), _join(path, "project"),
-                           f"project.config.json says appid {p_appid}, the config says {appid}")
+                           f"{root} is not a directory")
+    appid, sources["appid"] = _appid(reader, sec, path, appid, project)
     if appid is None:
-        reader.problem(sec.line, _join(path, "appid"), "is missing (and no project gives one)")
         return None
-    if not _APPID_RE.match(appid):
-        reader.problem(sec.key_lines.get("appid", sec.line), _join(path, "appid"),
-                       f"'{appid}' is not an appid (wx followed by 16 hex digits)")
+    url_check = project.url_check if project is not None else None
+    if project is not None and project.url_check_source:
+        sources["url_check"] = project.url_check_source
 
     entries: dict[str, list[tuple[str, int | None, str]]] = {api: [] for api in APIS}
+    domain_sources: dict[str, list[str]] = {api: [] for api in APIS}
     dom_path = _join(path, "domains")
     domains = reader.section(sec.get("domains"), dom_path, APIS,
                              sec.key_lines.get("domains", sec.line))
     for api in APIS:
         for raw, item_line in reader.str_list(domains, dom_path, api):
             entries[api].append((raw, item_line, f"{dom_path}.{api}"))
+        if entries[api]:
+            domain_sources[api].append(reader.where(domains.key_lines.get(api)))
     domains_file = reader.value(sec, path, "domains_file", str, None)
     if domains_file:
         df_line = sec.key_lines.get("domains_file")
@@ -417,6 +615,8 @@ def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: C
                 for raw in values if isinstance(values, list) else []:
                     if isinstance(raw, str):
                         entries[api].append((raw, df_line, f"{domains_file}:{json_key}"))
+                if values:
+                    domain_sources[api].append(f"{base / domains_file}:{json_key}")
 
     parsed: dict[str, tuple[DomainEntry, ...]] = {}
     for api in APIS:
@@ -434,24 +634,38 @@ def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: C
                            f"has {len(seen)} domains; the console accepts at most "
                            f"{rules.max_domains}", "config.too_many_domains")
         parsed[api] = tuple(seen.values())
+        sources[f"domains.{api}"] = ", ".join(domain_sources[api])
 
     nt_path = _join(path, "network_timeout")
     nt = reader.section(sec.get("network_timeout"), nt_path, APIS,
                         sec.key_lines.get("network_timeout", sec.line))
+    written = {api for api in APIS if nt.get(api) is not None}
+    from_project = (_project_timeouts(reader, project, rules, written)
+                    if project is not None else {})
     timeouts: dict[str, int] = {}
     # The unwritten default is capped by max_timeout_ms: only a timeout someone wrote can break it.
     default_timeout = min(DEFAULT_TIMEOUT_MS, rules.max_timeout_ms)
     for api in APIS:
-        value = reader.value(nt, nt_path, api, int, project_timeouts.get(api, default_timeout),
-                             minimum=1)
-        if value > rules.max_timeout_ms:
-            where = nt.key_lines.get(api) if api in nt else sec.key_lines.get("project")
-            reader.problem(where, f"{nt_path}.{api}", f"is {value} ms; the client allows at most "
-                           f"{rules.max_timeout_ms}", "config.timeout")
-            value = rules.max_timeout_ms
+        if api in written:
+            value = reader.value(nt, nt_path, api, int, default_timeout, minimum=1)
+            if value > rules.max_timeout_ms:
+                reader.problem(nt.key_lines.get(api), f"{nt_path}.{api}",
+                               f"is {value} ms; the client allows at most "
+                               f"{rules.max_timeout_ms}", "config.timeout")
+                value = rules.max_timeout_ms
+            sources[f"network_timeout.{api}"] = reader.where(nt.key_lines.get(api))
+        elif api in from_project:
+            value, sources[f"network_timeout.{api}"] = from_project[api]
+        else:
+            value, sources[f"network_timeout.{api}"] = default_timeout, "default"
         timeouts[api] = value
+    if project is not None and project.unread is not None and written != set(APIS):
+        rest = "the timeouts" if not written else f"the timeouts {nt_path} does not set"
+        reader.add(replace(project.unread, message=f"{project.unread.message}, so {rest} are "
+                           f"the default {default_timeout} ms"))
     business = _business_domains(reader, sec, path)
-    return AppConfig(appid, version, parsed, timeouts, project, url_check, business)
+    return AppConfig(appid, version, parsed, timeouts, project_dir, url_check, business,
+                     sources)
 
 
 # The console's limit on business domains (业务域名) per mini program.
@@ -646,6 +860,7 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
         clients=_clients(reader, top),
         local_destinations=v(top, "", "local_destinations", bool, False),
         source=file,
+        warnings=tuple(reader.warnings),
     )
     return config, reader.problems
 

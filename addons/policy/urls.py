@@ -47,14 +47,15 @@ def interface_for(
 ) -> Interface:
     """Which wx API made this call, once calls.classify has ruled out a page load."""
     if websocket:
-        return Interface("connectSocket", "WebSocket upgrade, so connectSocket")
+        return Interface("connectSocket", "a connectSocket call (WebSocket upgrade)")
     if method.upper() == "POST" and content_type.lower().lstrip().startswith("multipart/form-data"):
-        return Interface("uploadFile", "multipart POST, so uploadFile")
+        return Interface("uploadFile", "an uploadFile call (multipart body)")
     name = classify_host(host).name
     listed = {api for api, entries in app.domains.items() if any(e.host == name for e in entries)}
     if method.upper() == "GET" and listed == {"downloadFile"}:
-        return Interface("downloadFile", "GET to a host only in the downloadFile list")
-    return Interface("request", "plain HTTP call, so request")
+        return Interface("downloadFile", "a downloadFile call (a GET to a host listed only "
+                         "for downloadFile)")
+    return Interface("request", "a wx.request call")
 
 
 def judge_target(

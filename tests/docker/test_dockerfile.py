@@ -1,6 +1,6 @@
 """docker/Dockerfile and docker/compose.yaml, checked without a Docker engine: parsed by
 dockerfile-parse and yaml, linted by hadolint, and held consistent with each other,
-with the entrypoint and with the config baked into the image.
+with the entrypoint and with the bundled default config that the image's wheel carries.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "Dockerfile"
 COMPOSE = DOCKER / "compose.yaml"
-IMAGE_CONFIG = DOCKER / "wxgate.docker.yaml"
+# The image has no config of its own: the wheel's package data, the same file.
+BUNDLED_DEFAULT = REPO / "addons" / "default.yaml"
 DOCKERIGNORE = DOCKER / "Dockerfile.dockerignore"
 CA_DIR = "/home/wxgate/.mitmproxy"
 
@@ -134,12 +135,19 @@ def test_runtime_runs_as_the_non_root_user_it_creates_before_the_entrypoint(
         assert f"groupadd --gid {group} " in runs
 
 
+def workdir(parser: DockerfileParser) -> PurePosixPath:
+    return PurePosixPath(values(runtime(parser), "WORKDIR")[-1])
+
+
 def test_volumes_hold_the_ca_and_the_violation_log(dockerfile: DockerfileParser):
+    """The bundled default's log.path is relative: it lands in the working directory,
+    which is the data volume."""
     volumes = [v for value in values(runtime(dockerfile), "VOLUME") for v in json.loads(value)]
     assert CA_DIR in volumes
     assert dockerfile.envs["WXGATE_CONFDIR"] == CA_DIR
-    log_path = yaml.safe_load(IMAGE_CONFIG.read_text())["log"]["path"]
-    assert str(PurePosixPath(log_path).parent) in volumes
+    log_path = PurePosixPath(yaml.safe_load(BUNDLED_DEFAULT.read_text())["log"]["path"])
+    assert not log_path.is_absolute()
+    assert str((workdir(dockerfile) / log_path).parent) in volumes
 
 
 def test_volume_directories_belong_to_the_user_before_they_are_declared(
@@ -184,12 +192,18 @@ def test_entrypoint_is_the_script_copied_executable(dockerfile: DockerfileParser
     assert int(flags["chmod"], 8) & 0o111 == 0o111
 
 
-def test_image_names_its_config_because_a_wheel_install_has_no_bundled_default(
+def test_image_ships_no_config_of_its_own_and_runs_the_wheels_bundled_default(
     dockerfile: DockerfileParser,
 ):
-    destinations = {dest for _, sources, dest in copies(dockerfile)
-                    if sources == ["docker/wxgate.docker.yaml"]}
-    assert destinations == {dockerfile.envs["WXGATE_CONFIG"]}
+    """Only the entrypoint is copied in: the default config comes inside the wheel, and
+    nothing points wxgate elsewhere unless compose mounts a config."""
+    runtime_copies = [flags_and_args(v)[1][:-1] for v in values(runtime(dockerfile), "COPY")]
+    assert runtime_copies == [["docker/entrypoint.sh"]]
+    # The builder takes the source the wheel is made of, and no config/ beside it.
+    assert not any(source.startswith("config") for _, sources, _ in copies(dockerfile)
+                   for source in sources)
+    assert "WXGATE_CONFIG" not in dockerfile.envs
+    assert not (DOCKER / "wxgate.docker.yaml").exists()
 
 
 def test_every_copied_source_is_in_the_repository_and_not_ignored(
@@ -206,13 +220,12 @@ def test_every_copied_source_is_in_the_repository_and_not_ignored(
             assert source.rstrip("/") in included, f"{source} is excluded by {DOCKERIGNORE.name}"
 
 
-def test_image_config_is_the_bundled_default_with_the_log_on_the_data_volume():
-    image = yaml.safe_load(IMAGE_CONFIG.read_text())
-    default = yaml.safe_load((REPO / "config" / "default.yaml").read_text())
-    assert image["log"] == {"path": "/data/wxgate-violations.jsonl", "console": "json"}
-    image.pop("control", None)
-    assert {**image, "log": default["log"]} == default
-    _, problems = check_config(IMAGE_CONFIG)
+def test_bundled_default_logs_to_a_relative_path_and_a_console_json_off_a_tty():
+    """What the image runs without a mounted config: the log on /data (the working
+    directory), and `pretty`, which is JSON when `docker logs` is no terminal."""
+    default = yaml.safe_load(BUNDLED_DEFAULT.read_text())
+    assert default["log"] == {"path": "wxgate-violations.jsonl", "console": "pretty"}
+    _, problems = check_config(BUNDLED_DEFAULT)
     assert problems == []
 
 
@@ -263,11 +276,10 @@ def test_compose_mounts_the_config_read_only_and_keeps_log_and_ca_on_named_volum
             source, target, *_ = volume.split(":")
             volume = {"type": "volume", "source": source, "target": target}
         mounts[volume["target"]] = volume
-    config = mounts[dockerfile.envs["WXGATE_CONFIG"]]
+    config = mounts[service["environment"]["WXGATE_CONFIG"]]
     assert config["type"] == "bind" and config["read_only"] is True
     assert config["source"] == "./wxgate.yaml"
-    log_dir = str(PurePosixPath(yaml.safe_load(IMAGE_CONFIG.read_text())["log"]["path"]).parent)
-    for target in (log_dir, CA_DIR):
+    for target in (str(workdir(dockerfile)), CA_DIR):
         assert mounts[target]["type"] == "volume", target
         assert mounts[target]["source"] in service["_named_volumes"], target
 

@@ -18,10 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 from dockerfile_parse import DockerfileParser
 
-from .test_dockerfile import DOCKERFILE, IMAGE_CONFIG, REPO, _tool, healthcheck_command
+from .test_dockerfile import DOCKERFILE, REPO, _tool, healthcheck_command
 
 SCRIPT = REPO / "docker" / "entrypoint.sh"
 DEFAULTS = ["wxgate", "run", "-p", "8080", "--control-port", "8082"]
@@ -56,11 +55,12 @@ def test_no_variables_give_the_proxy_on_8080_and_control_on_8082(shell: str):
     assert command(shell=shell) == DEFAULTS
 
 
-def test_the_images_environment_gives_its_config_and_ca_volume():
+def test_the_images_environment_gives_the_ca_volume_and_no_config():
+    """No -c: wxgate takes its bundled default unless compose sets WXGATE_CONFIG."""
     envs = DockerfileParser(path=str(DOCKERFILE)).envs
     image_env = {k: v for k, v in envs.items() if k.startswith("WXGATE_")}
     assert command(**image_env) == [
-        "wxgate", "run", "-c", "/etc/wxgate/wxgate.yaml", "-p", "8080",
+        "wxgate", "run", "-p", "8080",
         "--control-port", "8082", "--set", "confdir=/home/wxgate/.mitmproxy",
     ]
 
@@ -167,19 +167,20 @@ def healthcheck(control_port: int) -> int:
 
 
 class Started:
+    """The entrypoint as the image runs it: no WXGATE_CONFIG, so the bundled default, in
+    an empty working directory standing for the /data volume."""
+
     def __init__(self, tmp_path: Path, extra: list[str], **env: str) -> None:
-        config = yaml.safe_load(IMAGE_CONFIG.read_text())
-        self.log = tmp_path / "data" / "wxgate-violations.jsonl"
-        config["log"]["path"] = str(self.log)
-        config_file = tmp_path / "wxgate.yaml"
-        config_file.write_text(yaml.safe_dump(config))
+        data = tmp_path / "data"
+        data.mkdir()
+        self.log = data / "wxgate-violations.jsonl"
         self.confdir = tmp_path / "ca"
         self.control_port = free_port()
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            ["sh", str(SCRIPT), "--listen-host", "127.0.0.1", *extra], cwd=tmp_path,
+            ["sh", str(SCRIPT), "--listen-host", "127.0.0.1", *extra], cwd=data,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=clean_env(WXGATE_BIN=wxgate_bin(), WXGATE_CONFIG=str(config_file),
+            env=clean_env(WXGATE_BIN=wxgate_bin(),
                           WXGATE_CONFDIR=str(self.confdir), WXGATE_PORT="0",
                           WXGATE_CONTROL_PORT=str(self.control_port),
                           PYTHONUNBUFFERED="1", **env),

@@ -142,3 +142,36 @@ def test_a_nested_field_that_parses_is_shown_as_its_json_text(tmp_path: Path):
                        "--junit", str(tmp_path / "r.xml"))
     assert done.returncode == 0, done.stderr
     assert deep in (tmp_path / "r.html").read_text()
+
+
+@needs_chromium
+def test_a_device_in_the_link_shows_only_that_devices_rows(tmp_path: Path):
+    out = tmp_path / "devices.html"
+    log = write_log(tmp_path / "d.jsonl", [
+        violation("domain.not_listed", "error", client="192.168.1.40", platform="ios"),
+        *SAMPLE[1:4]])
+    assert cli_main(["report", str(log), "--html", str(out)]) == 0
+    dom = chromium(tmp_path, "--dump-dom", out.as_uri() + "#device=192.168.1.40").stdout
+    rows = re.findall(r'<tr data-sev="[^"]*" data-rule="[^"]*" data-app="[^"]*" '
+                      r'data-device="([^"]*)"[^>]*?(style="[^"]*")?>', dom)
+    assert len(rows) == 4
+    assert [device for device, style in rows if "display: none" not in style] == [
+        "192.168.1.40"]
+
+
+@needs_chromium
+def test_the_page_reads_without_javascript(tmp_path: Path):
+    """The chart is SVG and the table plain HTML: with the script taken out, both render
+    (the script only filters)."""
+    out = tmp_path / "chart.html"
+    log = write_log(tmp_path / "c.jsonl", [
+        violation("domain.not_listed", "error", timestamp=f"2026-11-24T12:{m:02d}:00.000Z")
+        for m in range(20)])
+    assert cli_main(["report", str(log), "--html", str(out)]) == 0
+    page = out.read_text()
+    bare = tmp_path / "no-script.html"
+    bare.write_text(page[:page.index("<script>")] + page[page.index("</script>") + 9:])
+    assert "<script" not in bare.read_text()
+    dom = chromium(tmp_path, "--dump-dom", bare.as_uri()).stdout
+    assert dom.count("<rect ") == 20 and "domain.not_listed (20)" in dom
+    assert dom.count('<tr data-sev="error"') == 20

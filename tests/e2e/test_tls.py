@@ -126,14 +126,30 @@ def test_the_same_certificate_fails_on_an_iphone_and_passes_on_android_in_one_se
         "android", "warning", "reported")
 
 
-def test_a_handshake_mitmproxy_refuses_is_classified_not_left_as_a_502(enforcing: Proxy):
-    """A TLS 1.1 server: mitmproxy's own version floor refuses it before any certificate
-    is seen, so only the handshake's message says what happened."""
-    reply, lines = call(enforcing, CASE["tls11"], "android", "-refused")
-    assert reply.status is None, "the client got mitmproxy's 502 instead of the fail callback"
+TLS11_SERVERS = ["tls11", "tls11_intolerant"]
+
+
+@pytest.mark.parametrize("block_with", ["fail", "response"])
+@pytest.mark.parametrize("name", TLS11_SERVERS)
+def test_a_tls11_only_server_is_tls_version_with_its_errmsg_under_both_block_with(
+        request: pytest.FixtureRequest, name: str, block_with: str):
+    """mitmproxy's own version floor refuses a TLS 1.1 server before any certificate is
+    seen; whether the server says so (a protocol_version alert) or not (a bare
+    handshake_failure alert), a probe per version names the rule. Under block_with: fail
+    the phone's fail callback; under response mitmproxy's 502 stands (no hook can answer
+    a flow whose upstream connection failed), and the log line is the same."""
+    proxy: Proxy = request.getfixturevalue("enforcing" if block_with == "fail" else "answering")
+    reply, lines = call(proxy, CASE[name], "android", f"-{block_with}")
+    if block_with == "fail":
+        assert reply.status is None, "the client got mitmproxy's 502 instead of the fail callback"
+    else:
+        assert reply.status == 502
     (line,) = lines
-    assert line["rule"] == "tls.version" and line["action"] == "blocked"
-    assert "cannot agree on a TLS version" in line["detail"]
+    assert (line["rule"], line["severity"], line["action"], line["errMsg"]) == (
+        "tls.version", "error", "blocked", TLS_FAIL)
+    assert line["detail"].startswith(
+        "the server accepts only TLSv1.1, below tls.min_version 1.2; the upstream TLS "
+        "handshake failed: ")
 
 
 def test_a_call_wxgate_does_not_judge_keeps_mitmproxys_own_verification(
@@ -196,7 +212,7 @@ def test_check_cert_yields_exactly_the_rule_of_each_defect(
         assert [c["check"] for c in failed] == [f"ats.{case.ats_rule}"]
     assert len(report["chain"]) >= 1
     accepted = [p["version"] for p in report["probes"] if p["accepted"]]
-    if case.name == "tls11":
+    if case.name in TLS11_SERVERS:
         assert accepted == ["TLSv1.1"]
     elif case.name == "tls13_only":
         assert accepted == ["TLSv1.3"]

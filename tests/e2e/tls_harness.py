@@ -7,6 +7,7 @@ chain built in the test (`tests.tls_chains`) exactly as written, under its own n
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ class Case:
     ats_rule: str | None = None
     versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None
     ciphers: str | None = None
+    # Answers a ClientHello above its versions with a handshake_failure alert instead of
+    # negotiating down (version intolerance, as old TLS stacks do).
+    intolerant: bool = False
 
     @property
     def host(self) -> str:
@@ -54,12 +58,40 @@ CASES: tuple[Case, ...] = (
         "wosign")),
     # SECLEVEL=0 lets this machine's OpenSSL serve TLS 1.1; mitmproxy refuses it itself.
     Case("tls11", "good", "tls.version", versions=(V.TLSv1_1, V.TLSv1_1)),
+    # TLS 1.1 only, and a bare handshake_failure alert to anything newer: the message
+    # names no version, so only a probe per version tells why the handshake failed.
+    Case("tls11_intolerant", "good", "tls.version", versions=(V.TLSv1_1, V.TLSv1_1),
+         intolerant=True),
     # RSA key exchange only: a TLS 1.2 cipher without forward secrecy.
     Case("no_fs", "rsa_good", "tls.ats", "forward_secrecy", versions=(V.TLSv1_2, V.TLSv1_2),
          ciphers="AES128-GCM-SHA256:AES256-GCM-SHA384"),
     Case("tls13_only", "good", "tls.no_legacy", versions=(V.TLSv1_3, V.TLSv1_3)),
 )
 CASE_IDS = [c.name for c in CASES]
+HANDSHAKE_FAILURE_ALERT = bytes([21, 3, 1, 0, 2, 2, 40])  # alert record: fatal, handshake_failure
+
+
+class VersionIntolerant:
+    """Wraps a server context: a ClientHello whose version field is above TLS 1.1 (every
+    TLS 1.2/1.3 client's) gets a handshake_failure alert and a closed connection; a TLS
+    1.1 or older one is served by the context."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+
+    def wrap_socket(self, sock: socket.socket, **kwargs: Any) -> socket.socket:
+        sock.settimeout(5)
+        try:
+            # record header (5 bytes), handshake type and length (4), client_version (2)
+            head = sock.recv(11, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError:
+            head = b""
+        sock.settimeout(None)
+        if len(head) == 11 and head[0] == 22 and head[9:11] > b"\x03\x02":
+            sock.sendall(HANDSHAKE_FAILURE_ALERT)
+            sock.close()
+            return sock
+        return self.context.wrap_socket(sock, **kwargs)
 
 
 @dataclass
@@ -86,7 +118,8 @@ def start_lab(directory: Path) -> Lab:
         chain = pki.serve(case.host, case.defect)
         context = chain.server_context(directory / case.name, versions=case.versions,
                                        ciphers=case.ciphers)
-        servers[case.name] = Upstream(context)
+        servers[case.name] = Upstream(VersionIntolerant(context) if case.intolerant  # type: ignore[arg-type]
+                                      else context)
     return Lab(pki, pki.root_pem(directory / "test-root.pem"), servers)
 
 

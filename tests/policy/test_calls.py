@@ -65,6 +65,14 @@ def test_each_engines_header_set_is_classified_as_what_it_is(header_set: HeaderS
 
 
 @pytest.mark.parametrize("header_set", ALL_SETS)
+def test_each_reason_names_the_kind_of_call_first(header_set: HeaderSet) -> None:
+    """"a wx.request call", "media the view layer loads (...)": the kind, then the clue."""
+    reason = classify_set(header_set).reason
+    assert reason.startswith(("a ", "an ", "media the view layer loads")), reason
+    assert "plain HTTP" not in reason and ", so " not in reason
+
+
+@pytest.mark.parametrize("header_set", ALL_SETS)
 def test_each_header_set_is_in_scope_as_the_data_says(header_set: HeaderSet) -> None:
     headers = {k.lower(): v for k, v in header_set.headers.items()}
     assert is_miniprogram(headers.get("referer"), headers.get("user-agent"),

@@ -22,6 +22,7 @@ from wxgate.policy.config import (
     judge_domain_entry,
     load_config,
     parse_domain_entry,
+    project_root,
 )
 
 APPID = "wx0123456789abcdef"
@@ -613,21 +614,23 @@ def test_config_network_timeout_overrides_the_project(tmp_path: Path) -> None:
     assert load_config(path).apps[0].network_timeout["request"] == 9000
 
 
-def test_project_timeout_above_the_max_is_located_at_project(tmp_path: Path) -> None:
+def test_project_timeout_above_the_max_is_located_in_app_json(tmp_path: Path) -> None:
     make_project(tmp_path / "mp", {"appid": APPID},
                  {"app.json": {"networkTimeout": {"request": 70000}}})
     path = write(tmp_path, "apps:\n  - project: mp\n")
     problem = only_problem(path)
-    assert (problem.line, problem.key, problem.rule) == (
-        line_of(path, "project:"), "apps[0].network_timeout.request", "config.timeout")
+    app_json = tmp_path / "mp" / "app.json"
+    assert str(problem) == (f"{app_json}:1: networkTimeout.request: is 70000 ms; the client "
+                            "allows at most 60000 [config.timeout]")
 
 
-def test_project_appid_mismatch_is_reported(tmp_path: Path) -> None:
+def test_project_appid_mismatch_is_one_problem_at_the_yaml_appid(tmp_path: Path) -> None:
     make_project(tmp_path / "mp", {"appid": "wx1111111111111111"}, {})
     path = write(tmp_path, f"apps:\n  - appid: {APPID}\n    project: mp\n")
     problem = only_problem(path)
-    assert (problem.line, problem.key) == (line_of(path, "project:"), "apps[0].project")
-    assert "wx1111111111111111" in problem.message and APPID in problem.message
+    assert str(problem) == (f"{path}:2: apps[0].appid: {APPID} is not the appid that "
+                            f"{tmp_path / 'mp' / 'project.config.json'} gives "
+                            "(wx1111111111111111)")
 
 
 def test_project_that_is_not_a_directory_is_located(tmp_path: Path) -> None:
@@ -635,6 +638,261 @@ def test_project_that_is_not_a_directory_is_located(tmp_path: Path) -> None:
     problem = only_problem(path)
     assert (problem.line, problem.key) == (3, "apps[0].project")
     assert "is not a directory" in problem.message
+
+
+def write_json(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("miniprogram", "miniprogram"),
+    ("miniprogram/", "miniprogram"),
+    ("./miniprogram", "miniprogram"),
+    ("./miniprogram/", "miniprogram"),
+    (".\\miniprogram\\", "miniprogram"),
+    ("src\\miniprogram", "src/miniprogram"),
+    ("./", "."),
+    ("", "."),
+])
+def test_project_root_is_read_the_way_devtools_reads_it(raw: str, expected: str) -> None:
+    assert project_root(raw) == expected
+
+
+@pytest.mark.parametrize(("public", "private", "expected", "source"), [
+    pytest.param(True, False, False, "project.private.config.json", id="private-turns-off"),
+    pytest.param(False, True, True, "project.private.config.json", id="private-turns-on"),
+    pytest.param(False, None, False, "project.config.json", id="no-private-setting"),
+    pytest.param(None, True, True, "project.private.config.json", id="only-private"),
+])
+def test_private_project_setting_overrides_the_public_one(
+    tmp_path: Path, public: bool | None, private: bool | None, expected: bool, source: str
+) -> None:
+    setting = {} if public is None else {"urlCheck": public}
+    make_project(tmp_path / "mp", {"appid": APPID, "setting": setting},
+                 {"project.private.config.json":
+                  {"setting": {} if private is None else {"urlCheck": private}}})
+    app = load_config(write(tmp_path, "apps:\n  - project: mp\n")).apps[0]
+    assert app.url_check is expected
+    assert app.sources["url_check"].startswith(str(tmp_path / "mp" / source) + ":")
+
+
+def test_missing_miniprogram_root_is_a_warning_and_the_timeouts_are_the_defaults(
+    tmp_path: Path
+) -> None:
+    cfg = write_json(tmp_path / "mp" / "project.config.json", f"""
+        {{
+          "appid": "{APPID}",
+          "miniprogramRoot": "dist/"
+        }}
+    """)
+    path = write(tmp_path, "apps:\n  - project: mp\n")
+    config, problems = check_config(path)
+    assert problems == []
+    (warning,) = config.warnings
+    assert str(warning) == (
+        f"{cfg}:3: warning: miniprogramRoot: 'dist/' is not a folder in {tmp_path / 'mp'} (a "
+        "Taro or uni-app project before its build?): networkTimeout is not read, so the "
+        "timeouts are the default 60000 ms")
+    assert set(config.apps[0].network_timeout.values()) == {DEFAULT_TIMEOUT_MS}
+    assert load_config(path).apps[0].appid == APPID  # a warning never stops the config
+
+
+def test_missing_app_json_is_a_warning_naming_the_file(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID, "miniprogramRoot": "miniprogram"},
+                 {"miniprogram/pages.txt": {}})
+    path = write(tmp_path, "apps:\n  - project: mp\n")
+    (warning,) = check_config(path)[0].warnings
+    assert str(warning) == (f"{tmp_path / 'mp' / 'miniprogram' / 'app.json'}: warning: (file): "
+                            "does not exist: networkTimeout is not read, so the timeouts are "
+                            "the default 60000 ms")
+
+
+def test_missing_root_warning_names_the_timeouts_network_timeout_leaves_to_default(
+    tmp_path: Path
+) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID, "miniprogramRoot": "dist"}, {})
+    path = write(tmp_path, "apps:\n  - project: mp\n    network_timeout:\n"
+                           "      request: 10000\n")
+    (warning,) = check_config(path)[0].warnings
+    assert warning.message.endswith(
+        "so the timeouts apps[0].network_timeout does not set are the default 60000 ms")
+
+
+def test_missing_root_is_no_warning_when_network_timeout_sets_every_timeout(
+    tmp_path: Path
+) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID, "miniprogramRoot": "dist"}, {})
+    timeouts = "".join(f"      {api}: 10000\n" for api in
+                       ("request", "uploadFile", "downloadFile", "connectSocket"))
+    path = write(tmp_path, f"apps:\n  - project: mp\n    network_timeout:\n{timeouts}")
+    config, problems = check_config(path)
+    assert (problems, config.warnings) == ([], ())
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    pytest.param('"10000"', 'is a string "10000"', id="string"),
+    pytest.param("10000.5", "is a number 10000.5", id="fraction"),
+    pytest.param("true", "is a boolean true", id="boolean"),
+    pytest.param("null", "is empty null", id="null"),
+])
+def test_project_timeout_that_is_not_an_integer_is_config_timeout_in_app_json(
+    tmp_path: Path, value: str, shown: str
+) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID}, {})
+    app_json = write_json(tmp_path / "mp" / "app.json", f"""
+        {{
+          "pages": ["pages/index/index"],
+          "networkTimeout": {{
+            "request": {value}
+          }}
+        }}
+    """)
+    problem = only_problem(write(tmp_path, "apps:\n  - project: mp\n"))
+    assert str(problem) == (f"{app_json}:4: networkTimeout.request: {shown}; a networkTimeout "
+                            "is an integer number of milliseconds [config.timeout]")
+
+
+def test_project_timeout_written_as_a_whole_float_is_taken(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID}, {})
+    write_json(tmp_path / "mp" / "app.json", '{"networkTimeout": {"request": 10000.0}}')
+    app = load_config(write(tmp_path, "apps:\n  - project: mp\n")).apps[0]
+    assert app.network_timeout["request"] == 10000
+
+
+def test_project_network_timeout_that_is_not_an_object_is_config_timeout(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID}, {"app.json": {"networkTimeout": 10000}})
+    problem = only_problem(write(tmp_path, "apps:\n  - project: mp\n"))
+    assert (problem.file, problem.key, problem.rule) == (
+        str(tmp_path / "mp" / "app.json"), "networkTimeout", "config.timeout")
+
+
+def test_network_timeout_in_the_yaml_overrides_a_bad_project_value(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID},
+                 {"app.json": {"networkTimeout": {"request": "10000"}}})
+    path = write(tmp_path, "apps:\n  - project: mp\n    network_timeout:\n"
+                           "      request: 9000\n")
+    assert load_config(path).apps[0].network_timeout["request"] == 9000
+
+
+@pytest.mark.parametrize("placeholder", ["touristappid", "", "appid", "wxYOURAPPIDHERE"])
+def test_yaml_appid_wins_over_a_project_appid_that_is_not_real(
+    tmp_path: Path, placeholder: str
+) -> None:
+    make_project(tmp_path / "mp", {"appid": placeholder}, {})
+    path = write(tmp_path, f"apps:\n  - appid: {APPID}\n    project: mp\n")
+    config, problems = check_config(path)
+    assert (problems, config.apps[0].appid) == ([], APPID)
+    assert config.apps[0].sources["appid"] == f"{path}:2"
+
+
+@pytest.mark.parametrize(("written", "reason"), [
+    pytest.param('"wxYOURAPPIDHERE"', '"wxYOURAPPIDHERE" is not an appid (wx followed by 16 '
+                 "hex digits, or touristappid)", id="placeholder"),
+    pytest.param('"appid"', '"appid" is not an appid (wx followed by 16 hex digits, or '
+                 "touristappid)", id="word"),
+    pytest.param('""', "is empty", id="empty"),
+])
+def test_project_appid_that_is_not_real_is_located_in_project_config_json(
+    tmp_path: Path, written: str, reason: str
+) -> None:
+    cfg = write_json(tmp_path / "mp" / "project.config.json", f"""
+        {{
+          "compileType": "game",
+          "appid": {written}
+        }}
+    """)
+    problem = only_problem(write(tmp_path, "apps:\n  - project: mp\n"))
+    assert str(problem) == f"{cfg}:3: appid: {reason}: give the app's appid in apps[0].appid"
+
+
+def test_project_without_an_appid_asks_for_one_in_the_yaml(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"compileType": "miniprogram"}, {})
+    problem = only_problem(write(tmp_path, "apps:\n  - project: mp\n"))
+    assert str(problem) == (f"{tmp_path / 'mp' / 'project.config.json'}: appid: is missing: "
+                            "give the app's appid in apps[0].appid")
+
+
+def test_tourist_mode_project_gives_the_appid_touristappid(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": "touristappid"}, {"app.json": {}})
+    app = load_config(write(tmp_path, "apps:\n  - project: mp\n")).apps[0]
+    assert app.appid == "touristappid"
+
+
+def test_touristappid_is_a_valid_appid_in_the_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "apps:\n  - appid: touristappid\n    version: devtools\n")
+    assert load_config(path).apps[0].appid == "touristappid"
+
+
+def test_mini_game_reads_game_json_even_with_an_app_json(tmp_path: Path) -> None:
+    make_project(tmp_path / "game", {"appid": APPID, "compileType": "game"},
+                 {"game.json": {"networkTimeout": {"request": 5000}},
+                  "app.json": {"networkTimeout": {"request": 20000}}})
+    app = load_config(write(tmp_path, "apps:\n  - project: game\n")).apps[0]
+    assert app.network_timeout["request"] == 5000
+    assert app.sources["network_timeout.request"].startswith(
+        str(tmp_path / "game" / "game.json"))
+
+
+def test_mini_game_follows_minigame_root(tmp_path: Path) -> None:
+    make_project(tmp_path / "game", {"appid": APPID, "compileType": "game",
+                                     "minigameRoot": "./build/wechatgame/"},
+                 {"build/wechatgame/game.json": {"networkTimeout": {"connectSocket": 4000}}})
+    app = load_config(write(tmp_path, "apps:\n  - project: game\n")).apps[0]
+    assert app.network_timeout["connectSocket"] == 4000
+
+
+def test_folder_without_project_config_json_is_read_when_the_yaml_gives_the_appid(
+    tmp_path: Path
+) -> None:
+    (tmp_path / "mp").mkdir()
+    (tmp_path / "mp" / "app.json").write_text('{"networkTimeout": {"request": 8000}}')
+    path = write(tmp_path, f"apps:\n  - appid: {APPID}\n    project: mp\n")
+    app = load_config(path).apps[0]
+    assert (app.appid, app.network_timeout["request"], app.url_check) == (APPID, 8000, None)
+
+
+def test_folder_without_project_config_json_and_no_yaml_appid_is_one_problem(
+    tmp_path: Path
+) -> None:
+    (tmp_path / "mp").mkdir()
+    path = write(tmp_path, "apps:\n  - project: mp\n")
+    assert str(only_problem(path)) == (f"{path}:2: apps[0].appid: is missing, and "
+                                       f"{tmp_path / 'mp'} has no project.config.json to give it")
+
+
+def test_broken_project_json_is_located_in_that_file(tmp_path: Path) -> None:
+    (tmp_path / "mp").mkdir()
+    cfg = write_json(tmp_path / "mp" / "project.config.json", '{\n  "appid": "wx",,\n}\n')
+    path = write(tmp_path, f"apps:\n  - appid: {APPID}\n    project: mp\n")
+    problem = only_problem(path)
+    assert (problem.file, problem.line, problem.key) == (str(cfg), 2, "(json)")
+    assert problem.message.startswith("is not valid JSON: ")
+
+
+def test_every_value_names_the_file_it_came_from(tmp_path: Path) -> None:
+    make_project(tmp_path / "mp", {"appid": APPID, "setting": {"urlCheck": True}},
+                 {"app.json": {"networkTimeout": {"request": 5000}}})
+    (tmp_path / "d.json").write_text('{"downloaddomain": ["https://cdn.example.com"]}')
+    path = write(tmp_path, "apps:\n  - project: mp\n    version: devtools\n"
+                           "    domains_file: d.json\n    domains:\n"
+                           "      request: [https://api.example.com]\n")
+    sources = load_config(path).apps[0].sources
+    mp = tmp_path / "mp"
+    assert sources == {
+        "version": f"{path}:3",
+        "appid": f"{mp / 'project.config.json'}:1",
+        "url_check": f"{mp / 'project.config.json'}:1",
+        "domains.request": f"{path}:6",
+        "domains.uploadFile": "",
+        "domains.downloadFile": f"{tmp_path / 'd.json'}:downloaddomain",
+        "domains.connectSocket": "",
+        "network_timeout.request": f"{mp / 'app.json'}:1",
+        "network_timeout.uploadFile": "default",
+        "network_timeout.downloadFile": "default",
+        "network_timeout.connectSocket": "default",
+    }
 
 
 # --------------------------------------------------------------------------- resolve
@@ -740,6 +998,9 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
                  "[config.ip_address]", id="with-rule"),
     pytest.param(Problem("w.yaml", None, "(file)", "does not exist"),
                  "w.yaml: (file): does not exist", id="no-line"),
+    pytest.param(Problem("p.json", 3, "miniprogramRoot", "'dist/' is not a folder",
+                         severity="warning"),
+                 "p.json:3: warning: miniprogramRoot: 'dist/' is not a folder", id="warning"),
 ])
 def test_problem_str_is_one_line_naming_file_line_and_key(problem: Problem, text: str) -> None:
     assert str(problem) == text

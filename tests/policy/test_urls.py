@@ -291,6 +291,23 @@ def test_interface_for_names_the_wx_api(
     assert interface.reason.strip()
 
 
+@pytest.mark.parametrize(("host", "websocket", "method", "content_type", "reason"), [
+    ("ws.example.com", True, "GET", "", "a connectSocket call (WebSocket upgrade)"),
+    ("api.example.com", False, "POST", "multipart/form-data; boundary=x",
+     "an uploadFile call (multipart body)"),
+    ("cdn.example.com", False, "GET", "",
+     "a downloadFile call (a GET to a host listed only for downloadFile)"),
+    ("evil.example.net", False, "GET", "", "a wx.request call"),
+], ids=["socket", "upload", "download", "request"])
+def test_interface_reason_names_the_interface_plainly(
+    host: str, websocket: bool, method: str, content_type: str, reason: str
+) -> None:
+    """The reason ends a URL rule's detail; an https:// call is never called "plain HTTP"."""
+    interface = interface_for(APP, host, websocket=websocket, method=method,
+                              content_type=content_type)
+    assert interface.reason == reason
+
+
 def test_get_to_a_host_in_both_download_and_request_lists_is_request() -> None:
     app = make_app(request=("https://files.example.com",),
                    downloadFile=("https://files.example.com",))

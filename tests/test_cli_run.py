@@ -1,0 +1,60 @@
+"""`wxgate run`'s mitmproxy arguments (issue 18): by default no line per flow from mitmdump
+(wxgate prints one per violation), -v and -vv give mitmproxy's output back, and mitmweb's
+flow list gets the comment column that holds the rule ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from wxgate.cli import WEB_COLUMNS, build_parser, mitmproxy_args
+
+
+def args_for(*argv: str) -> list[str]:
+    return mitmproxy_args(build_parser().parse_args(["run", *argv]), Path("w.yaml"))
+
+
+def sets(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "--set"]
+
+
+def test_by_default_mitmdump_prints_no_line_per_flow():
+    argv = args_for()
+    assert "flow_detail=0" in sets(argv)
+    assert "-v" not in argv and "-q" not in argv
+
+
+@pytest.mark.parametrize(("flags", "flow_detail", "passed"), [
+    (["-v"], False, []),  # mitmproxy's own default output
+    (["-vv"], False, ["-v"]),  # mitmproxy's verbose output
+    (["-q"], False, ["-q"]),
+])
+def test_verbosity_flags(flags: list[str], flow_detail: bool, passed: list[str]):
+    argv = args_for(*flags)
+    assert ("flow_detail=0" in sets(argv)) is flow_detail
+    assert [a for a in argv if a in ("-v", "-q")] == passed
+
+
+def test_a_flow_detail_the_user_sets_is_theirs():
+    """mitmproxy refuses two values for one option: wxgate passes none of its own."""
+    assert [s for s in sets(args_for("--set", "flow_detail=2"))
+            if s.startswith("flow_detail")] == ["flow_detail=2"]
+
+
+def test_web_shows_the_comment_column_where_the_rule_ids_are():
+    columns = [s.removeprefix("web_columns=") for s in sets(args_for("--web"))
+               if s.startswith("web_columns=")]
+    assert columns == list(WEB_COLUMNS)
+    assert "comment" in columns
+    assert not any(s.startswith("flow_detail") for s in sets(args_for("--web")))
+
+
+def test_web_columns_the_user_sets_replace_wxgates():
+    assert [s for s in sets(args_for("--web", "--set", "web_columns=path"))
+            if s.startswith("web_columns")] == ["web_columns=path"]
+
+
+def test_every_web_column_is_one_mitmweb_knows():
+    from mitmproxy.tools.web.web_columns import AVAILABLE_WEB_COLUMNS
+
+    assert set(WEB_COLUMNS) <= set(AVAILABLE_WEB_COLUMNS)
