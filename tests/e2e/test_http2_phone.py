@@ -1,0 +1,75 @@
+"""An HTTP/2 phone's WebSocket falls back to HTTP/1.1 (mitmproxy offers no WebSocket over
+HTTP/2): the socket rules and limits still hold for it while the same phone's calls run as
+streams of its HTTP/2 connection."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+from websockets.sync.server import Server, ServerConnection, serve
+
+from .harness import MP_HEADERS, REFERER, Certs, Proxy, base_config, start_proxy
+from .test_http2_pool import H2Phone
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def ws_upstream(certs: Certs) -> Iterator[Server]:
+    def echo(conn: ServerConnection) -> None:
+        for message in conn:
+            conn.send(message)
+
+    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def proxy(session_dir: Path, certs: Certs, resolve_map: dict[str, str],
+          ws_upstream: Server) -> Iterator[Proxy]:
+    ws_port = ws_upstream.socket.getsockname()[1]
+    resolve = {**resolve_map, "ws.example.com": f"127.0.0.1:{ws_port}"}
+    proxy = start_proxy(session_dir / "h2-phone", base_config(resolve), certs.ca_file)
+    yield proxy
+    proxy.stop()
+
+
+def _socket(proxy: Proxy, url: str) -> ClientConnection:
+    """A WebSocket as the phone opens it: its own connection, ALPN http/1.1 only."""
+    tls = ssl.create_default_context(cafile=str(proxy.ca_file))
+    return connect(url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls,
+                   additional_headers={"Referer": REFERER},
+                   user_agent_header=MP_HEADERS["User-Agent"], open_timeout=10)
+
+
+def test_websockets_fall_back_to_http1_beside_the_phones_http2_calls(proxy: Proxy):
+    phone = H2Phone(proxy)
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(_socket(proxy, "wss://ws.example.com/s"))
+                   for _ in range(5)]
+        first = phone.call("/hello?h2=with-sockets")
+        for i, ws in enumerate(sockets):
+            ws.send(f"ping {i}")
+            assert ws.recv(timeout=5) == f"ping {i}"
+        # The sixth socket of this phone meets the socket limit, over HTTP/1.1 too.
+        with pytest.raises((InvalidHandshake, InvalidStatus, OSError, EOFError)):
+            stack.enter_context(_socket(proxy, "wss://ws.example.com/sixth"))
+        # A socket to a host that is only on the request list is refused by the socket list.
+        with pytest.raises((InvalidHandshake, InvalidStatus, OSError, EOFError)):
+            stack.enter_context(_socket(proxy, "wss://api.example.com/s"))
+        outcomes = phone.wait()
+    phone.close()
+    assert phone.outcomes[first].status == 200 and len(outcomes) == 1
+    assert proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded")
+    refused = proxy.wait_for_log(lambda e: e.get("rule") == "domain.not_listed"
+                                 and e.get("api") == "connectSocket")
+    assert refused and refused[-1]["host"] == "api.example.com"
