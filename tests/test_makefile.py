@@ -3,6 +3,7 @@ the development tools; both start from the Python that scripts/find-python.sh fi
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,13 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def planned(target: str, tmp_path: Path) -> str:
     """What `make TARGET` would run on a fresh machine (make -n: nothing is run)."""
+    # Under `make test` (CI) the outer make's MAKEFLAGS/MAKELEVEL would make this one print
+    # "Entering directory" lines around its plan.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}", f"PYTHON={sys.executable}"],
-        cwd=REPO, capture_output=True, text=True, timeout=60)
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}",
+         f"PYTHON={sys.executable}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
