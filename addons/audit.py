@@ -53,6 +53,7 @@ from typing import IO, Any
 
 from mitmproxy import eventsequence, hooks, http, options, tls
 from mitmproxy import flow as mflow
+from mitmproxy import log as mitmproxy_log
 from mitmproxy.addonmanager import traverse
 from mitmproxy.master import Master
 from mitmproxy.proxy import context as proxy_context
@@ -60,15 +61,16 @@ from mitmproxy.proxy.layers import tls as tls_layer
 
 from . import events
 from .capture import InputError, end_of, open_capture, plural, start_of
+from .configfile import config_path
 from .pipeline import make_addons
 from .policy.config import Config, ConfigError, load_config
 from .policy.rules import RULES
 from .progress import Progress
 from .report import (
     SEVERITIES,
+    LogSummary,
     OutputError,
     ReportContext,
-    Summary,
     iter_log,
     summarize,
     summary_lines,
@@ -207,8 +209,17 @@ class Auditor:
         events.CONSOLE.mode = "off"
 
     def close(self) -> None:
-        if self.master is not None:
-            self.master._legacy_log_events.uninstall()
+        """Take down the root-logger handler the master installed for the deprecated
+        `add_log` event. `Master.done()`, its public way out, would also fire every addon's
+        `done` hook (the final summary printed, `shutdown` logged into the audit's
+        sink), so the handler is removed through `logging` instead."""
+        if self.master is None:
+            return
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if isinstance(handler, mitmproxy_log.LegacyLogEvents) and \
+                    handler.master is self.master:
+                root.removeHandler(handler)
 
     @property
     def judges_tls(self) -> bool:
@@ -387,7 +398,7 @@ def notes_for(stats: Stats, judges_tls: bool, damage: list[str], apps: int) -> l
 
 @dataclass
 class AuditResult:
-    summary: Summary
+    summary: LogSummary
     stats: Stats
     bad_inputs: list[str]
     internal_errors: list[str]
@@ -459,12 +470,11 @@ def audit(paths: list[Path], config: Config, jsonl: Path, *, cafile: str | None 
     )
 
 
-def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "audit", help="run the rules offline over captured flows (mitmproxy flow files, HAR)",
-        description="Run the live proxy's addons over captured flows and report what the "
-                    "WeChat client would have failed. Exit 0: no violation at or above "
-                    "--fail-on; 1: some; 2: bad input.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wxgate audit`'s arguments, on the parser `cli` made for it."""
+    parser.description = ("Run the live proxy's addons over captured flows and report what "
+                          "the WeChat client would have failed. Exit 0: no violation at or "
+                          "above --fail-on; 1: some; 2: bad input.")
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="mitmproxy flow file (-w / save) or HAR export")
     parser.add_argument("-c", "--config", help="config file (default: $WXGATE_CONFIG, "
@@ -480,7 +490,6 @@ def add_audit_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar, even on a terminal")
     parser.set_defaults(func=run_audit)
-    return parser
 
 
 def _say(message: str) -> None:
@@ -488,8 +497,6 @@ def _say(message: str) -> None:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from .cli import config_path  # cli imports this module to wire the command
-
     path = config_path(args.config)
     try:
         config = load_config(path)

@@ -3,9 +3,8 @@ certificate and TLS rule of SPEC §6, rule by rule, with the chain exactly as se
 
 One handshake per TLS version (1.0 to 1.3) shows which versions the server accepts;
 the highest one is what a phone negotiates, and its chain and cipher are judged by
-`policy.tls_rules`, the same code the live proxy uses. pyOpenSSL (a mitmproxy
-dependency) does the handshakes: Python's own ssl module returns the chain as sent only
-from 3.13 on, and one library for every Python keeps the probes alike.
+`policy.tls_rules`, the same code the live proxy uses. The handshakes and the trust roots
+are `tls_probe`'s, which the proxy's TlsAudit uses too.
 
 Exit codes: 0 every rule passes, 1 any rule fails, 2 the server can't be reached (or
 the arguments can't be used), each with one plain sentence.
@@ -17,22 +16,14 @@ import argparse
 import ipaddress
 import json
 import re
-import select
-import socket
-import ssl
 import sys
-import time
-import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from OpenSSL import SSL
 
 from .policy.config import ConfigError, TlsRules, load_config
 from .policy.hosts import is_ip_literal
@@ -45,81 +36,7 @@ from .policy.tls_rules import (
     key_description,
     names_of,
 )
-
-# (name as OpenSSL reports it, pyOpenSSL constant), lowest first.
-PROBE_VERSIONS: tuple[tuple[str, int], ...] = (
-    ("TLSv1", SSL.TLS1_VERSION),
-    ("TLSv1.1", SSL.TLS1_1_VERSION),
-    ("TLSv1.2", SSL.TLS1_2_VERSION),
-    ("TLSv1.3", SSL.TLS1_3_VERSION),
-)
-# SECLEVEL=0: the probe must reach servers that a phone would refuse, to say why.
-PROBE_CIPHERS = b"ALL:@SECLEVEL=0"
-_PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
-
-
-class CannotConnect(Exception):
-    """The server can't be reached at all; the message is one sentence."""
-
-
-# --- trust roots -------------------------------------------------------------------------------
-
-def parse_pem_bundle(data: bytes) -> list[x509.Certificate]:
-    """Every certificate in a PEM bundle; one that does not parse is skipped, as OpenSSL
-    skips it, rather than losing the whole store."""
-    certs = []
-    with warnings.catch_warnings():
-        # Some OS bundles still carry roots with a non-positive serial: usable, but
-        # cryptography warns about each one on every start.
-        warnings.simplefilter("ignore")
-        for block in _PEM_RE.findall(data):
-            try:
-                certs.append(x509.load_pem_x509_certificate(block))
-            except ValueError:
-                continue
-    return certs
-
-
-def load_roots(paths: Iterable[str | Path]) -> list[x509.Certificate]:
-    roots: list[x509.Certificate] = []
-    seen: set[bytes] = set()
-    for path in paths:
-        for cert in parse_pem_bundle(Path(path).read_bytes()):
-            fp = cert.fingerprint(hashes.SHA256())
-            if fp not in seen:
-                seen.add(fp)
-                roots.append(cert)
-    return roots
-
-
-@lru_cache(maxsize=1)
-def system_roots() -> tuple[x509.Certificate, ...]:
-    """The OS bundle plus certifi's (mitmproxy's own default upstream store)."""
-    paths: list[str] = []
-    default = ssl.get_default_verify_paths().cafile
-    if default and Path(default).is_file():
-        paths.append(default)
-    try:
-        import certifi
-
-        paths.append(certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with mitmproxy
-        pass
-    readable = [p for p in paths if Path(p).is_file()]
-    return tuple(load_roots(readable))
-
-
-# --- probing -----------------------------------------------------------------------------------
-
-@dataclass
-class Probe:
-    version: str
-    accepted: bool
-    negotiated: str | None = None
-    cipher: str | None = None
-    chain: list[x509.Certificate] = field(default_factory=list)
-    error: str = ""
-    timed_out: bool = False
+from .tls_probe import PROBE_VERSIONS, CannotConnect, Probe, load_roots, probe, system_roots
 
 
 def parse_target(text: str) -> tuple[str, int]:
@@ -138,87 +55,6 @@ def parse_target(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} in '{text}' is outside 1-65535")
     return host, port
-
-
-def _ssl_error(exc: SSL.Error) -> str:
-    """OpenSSL's error queue as one phrase ("tlsv1 alert protocol version")."""
-    args = exc.args[0] if exc.args else None
-    if isinstance(args, list) and args and isinstance(args[-1], tuple):
-        return str(args[-1][-1])
-    return str(exc) or type(exc).__name__
-
-
-def _peer_chain(conn: SSL.Connection) -> list[x509.Certificate]:
-    try:
-        chain = conn.get_peer_cert_chain(as_cryptography=True)
-    except TypeError:  # pyOpenSSL before 24.3
-        chain = [c.to_cryptography() for c in conn.get_peer_cert_chain() or []]
-    return list(chain or [])
-
-
-def _wait(sock: socket.socket, write: bool, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError
-    ready = select.select([], [sock], [], remaining) if write else select.select(
-        [sock], [], [], remaining)
-    if not any(ready):
-        raise TimeoutError
-
-
-def probe(host: str, port: int, servername: str | None, version: tuple[str, int],
-          timeout: float = 10.0) -> Probe:
-    """One handshake offering exactly one TLS version; CannotConnect when TCP fails."""
-    name, number = version
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except socket.gaierror as exc:
-        raise CannotConnect(f"cannot resolve {host}: {exc.strerror}") from None
-    except TimeoutError:
-        raise CannotConnect(f"cannot connect to {host}:{port}: timed out after "
-                            f"{timeout:g} s") from None
-    except OSError as exc:
-        raise CannotConnect(f"cannot connect to {host}:{port}: "
-                            f"{exc.strerror or exc}") from None
-    deadline = time.monotonic() + timeout
-    try:
-        context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-        context.set_min_proto_version(number)
-        context.set_max_proto_version(number)
-        context.set_cipher_list(PROBE_CIPHERS)
-        # Judged by tls_rules, not by OpenSSL: the handshake must finish to show the chain.
-        context.set_verify(SSL.VERIFY_NONE)
-        sock.setblocking(False)
-        conn = SSL.Connection(context, sock)
-        if servername and not is_ip_literal(servername):
-            conn.set_tlsext_host_name(servername.encode("idna"))
-        conn.set_connect_state()
-        while True:
-            try:
-                conn.do_handshake()
-                break
-            except SSL.WantReadError:
-                _wait(sock, False, deadline)
-            except SSL.WantWriteError:
-                _wait(sock, True, deadline)
-        result = Probe(name, True, conn.get_protocol_version_name(), conn.get_cipher_name(),
-                       _peer_chain(conn))
-        try:
-            conn.shutdown()
-        except SSL.Error:
-            pass
-        return result
-    except SSL.SysCallError as exc:
-        return Probe(name, False, error="the server closed the connection"
-                     if exc.args and exc.args[0] in (-1, 0) else _ssl_error(exc))
-    except SSL.Error as exc:
-        return Probe(name, False, error=_ssl_error(exc))
-    except TimeoutError:
-        return Probe(name, False, error=f"no answer within {timeout:g} s", timed_out=True)
-    except OSError as exc:
-        return Probe(name, False, error=exc.strerror or str(exc))
-    finally:
-        sock.close()
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -351,12 +187,11 @@ def as_text(report: Report) -> str:
 
 # --- command line ------------------------------------------------------------------------------
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "check-cert", help="connect to HOST[:PORT] and judge every certificate/TLS rule",
-        description="Connect to HOST[:PORT] as a phone would and report every certificate "
-                    "and TLS rule as pass/fail with the reason. Exit 0 all pass, 1 any "
-                    "fail, 2 cannot connect.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wxgate check-cert`'s arguments, on the parser `cli` made for it."""
+    parser.description = ("Connect to HOST[:PORT] as a phone would and report every "
+                          "certificate and TLS rule as pass/fail with the reason. Exit 0 all "
+                          "pass, 1 any fail, 2 cannot connect.")
     parser.add_argument("target", metavar="HOST[:PORT]", help="server to check (port 443 "
                         "by default)")
     parser.add_argument("--cafile", help="PEM file of trusted roots, instead of the "
@@ -369,7 +204,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0,
                         help="seconds per connection (default 10)")
     parser.set_defaults(func=run)
-    return parser
 
 
 def _fail(message: str) -> int:

@@ -1,32 +1,34 @@
-"""The `wxgate` command: a thin launcher around mitmdump/mitmweb, and offline checks."""
+"""The `wxgate` command: a thin launcher around mitmdump/mitmweb, and offline checks.
+
+Argument wiring stays cheap: the policy core, mitmproxy and each subcommand's module are
+imported only by the command that needs them, so `wxgate ctl status` and `wxgate --version`
+start without loading the proxy's addons.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import sys
-from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import audit, check_cert, ctl, events, report
-from .policy.clients import canonical_referer
-from .policy.config import AppConfig, ConfigError, check_config
-from .policy.rules import APIS
+from .configfile import config_path
 
-# Package data: the same file is config/default.yaml in a checkout (a link to this one).
-BUNDLED_DEFAULT = Path(__file__).resolve().parent / "default.yaml"
+if TYPE_CHECKING:
+    from .policy.config import AppConfig
+
 SCRIPT = Path(__file__).resolve().parent / "wxgate_addons.py"
 
-
-def config_path(given: str | None) -> Path:
-    """-c, then $WXGATE_CONFIG, then ./wxgate.yaml, then the bundled default."""
-    if given:
-        return Path(given)
-    if os.environ.get("WXGATE_CONFIG"):
-        return Path(os.environ["WXGATE_CONFIG"])
-    if Path("wxgate.yaml").is_file():
-        return Path("wxgate.yaml")
-    return BUNDLED_DEFAULT
+# The subcommands that live in modules of their own: name -> (module, one-line help). The
+# module's `add_arguments(parser)` adds the rest; it is imported only for its own command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ctl": ("ctl", "drive a running proxy's control API"),
+    "check-cert": ("check_cert", "connect to HOST[:PORT] and judge every certificate/TLS rule"),
+    "audit": ("audit", "run the rules offline over captured flows (mitmproxy flow files, HAR)"),
+    "report": ("report", "render a violation log (JSONL) as HTML and JUnit XML"),
+}
 
 
 def _say(message: str) -> None:
@@ -35,6 +37,7 @@ def _say(message: str) -> None:
 
 def versions() -> str:
     """wxgate's and mitmproxy's versions, as installed."""
+    from importlib import metadata
 
     def of(name: str) -> str:
         try:
@@ -52,6 +55,9 @@ def _plural(n: int, word: str) -> str:
 
 def resolved_lines(app: AppConfig) -> list[str]:
     """What check-config resolved for one app, each value with the file it came from."""
+    from .policy.clients import canonical_referer
+    from .policy.rules import APIS
+
     src = app.sources
 
     def source(key: str) -> str:
@@ -86,6 +92,8 @@ def resolved_lines(app: AppConfig) -> list[str]:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Every problem and warning on stderr, one located line each; on success, what each
     app resolved to on stdout."""
+    from .policy.config import ConfigError, check_config
+
     path = config_path(args.config)
     try:
         config, problems = check_config(path)
@@ -144,6 +152,9 @@ def mitmproxy_args(args: argparse.Namespace, path: Path) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import events
+    from .policy.config import ConfigError, check_config
+
     path = config_path(args.config)
     try:
         _, problems = check_config(path)
@@ -169,12 +180,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """--version, with the versions looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(versions())
+        parser.exit()
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `wxgate` parser. Of the commands in COMMANDS, only `command`'s module is imported
+    to add its arguments (none for ""); None builds every command whole."""
     parser = argparse.ArgumentParser(
         prog="wxgate",
         description="Enforcing proxy for WeChat Mini Program traffic.",
     )
-    parser.add_argument("--version", action="version", version=versions(),
+    parser.add_argument("--version", action=_Version,
                         help="print wxgate's and mitmproxy's versions and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -195,10 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also serve the control API on this loopback port")
     run.set_defaults(func=cmd_run)
 
-    ctl.add_parser(sub)
-    check_cert.add_parser(sub)
-    audit.add_audit_parser(sub)
-    report.add_report_parser(sub)
+    for name, (module, help_line) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_line)
+        if command is None or command == name:
+            importlib.import_module(f"{__package__}.{module}").add_arguments(command_parser)
 
     check = sub.add_parser("check-config", help="validate a config as the WeChat console does")
     check.add_argument("-c", "--config", help="config file")
@@ -206,8 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_of(argv: Sequence[str]) -> str:
+    """The subcommand named in `argv` ("" for none): the first argument that is not an
+    option, as `wxgate` itself takes no option with a value."""
+    return next((arg for arg in argv if not arg.startswith("-")), "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv)).parse_args(argv)
     return int(args.func(args))
 
 

@@ -12,14 +12,13 @@ import json
 import sys
 import urllib.error
 import urllib.request
-from typing import Any
 from urllib.parse import quote
 
 DEFAULT_PROXY = "http://127.0.0.1:8080"
 
 
-def add_parser(sub: Any) -> None:
-    ctl = sub.add_parser("ctl", help="drive a running proxy's control API")
+def add_arguments(ctl: argparse.ArgumentParser) -> None:
+    """`wxgate ctl`'s arguments, on the parser `cli` made for it."""
     where = ctl.add_mutually_exclusive_group()
     where.add_argument("--proxy", help=f"reach the API through this proxy (default "
                        f"{DEFAULT_PROXY})")

@@ -598,11 +598,6 @@ class RecentViolations:
                 used += size
             return found, (found[-1]["seq"] if found else self.seq), False
 
-    def since(self, since: str | None) -> list[dict[str, Any]]:
-        """Every held violation after a sequence number, or at/after an ISO timestamp."""
-        found, _, _ = self.page(since, self.max_entries, max_bytes=self.max_bytes)
-        return found
-
 
 SINK = JsonlSink()
 RECENT = RecentViolations()

@@ -2,7 +2,7 @@
 
 `wxgate audit` renders its findings with the same functions. Both renderers read the
 log twice through a `Source` (a callable that opens a fresh iterator): once to count
-(`Summary`: the counts, the hosts to add, the timeline), once to write. Nothing holds
+(`LogSummary`: the counts, the hosts to add, the timeline), once to write. Nothing holds
 every violation in memory, so a 100,000-line log renders in flat memory: the page is a
 Jinja2 template (templates/report.html.j2, autoescaped) streamed row by row, and the
 JUnit groups, written with xml.etree, are spooled to temporary files.
@@ -346,7 +346,7 @@ MAX_LISTED = 1000
 
 
 @dataclass
-class Summary:
+class LogSummary:
     total: int = 0
     by_severity: Counter[str] = field(default_factory=Counter)
     by_rule: dict[str, Counter[str]] = field(default_factory=dict)  # rule -> severity counts
@@ -408,8 +408,8 @@ def device_of(event: dict[str, Any]) -> str:
     return str(event.get("client") or NO_DEVICE)
 
 
-def summarize(source: Source) -> Summary:
-    summary = Summary()
+def summarize(source: Source) -> LogSummary:
+    summary = LogSummary()
     for event in source():
         summary.add(event)
     return summary
@@ -640,7 +640,7 @@ def _time(stamp: Any) -> str:
     return text.replace("T", " ").removesuffix("Z")
 
 
-def _ordered_rules(summary: Summary) -> list[str]:
+def _ordered_rules(summary: LogSummary) -> list[str]:
     worst = {rule: min(SEVERITIES.index(s) for s in counts) for rule, counts in
              summary.by_rule.items()}
     return sorted(summary.by_rule, key=lambda r: (worst[r], -sum(summary.by_rule[r].values()), r))
@@ -708,7 +708,7 @@ def _clock(epoch: int, span: int, step: int) -> str:
     return when.strftime("%H:%M:%S" if step < 60 else "%H:%M")
 
 
-def build_chart(summary: Summary) -> Chart | None:
+def build_chart(summary: LogSummary) -> Chart | None:
     """Violations per rule over time: each rule a row scaled to its own peak, so that a
     steady trickle shows next to a burst; every bar has a tooltip (an SVG title)."""
     if summary.timeline.span() is None:
@@ -759,7 +759,7 @@ class HostRow:
     reason: str = ""
 
 
-def _hosts_view(summary: Summary) -> dict[str, Any]:
+def _hosts_view(summary: LogSummary) -> dict[str, Any]:
     by_app: dict[str, list[dict[str, Any]]] = {}
     for (app, api), entries in sorted(summary.hosts.entries.items(),
                                       key=lambda item: (item[0][0], list(CONSOLE_LISTS)
@@ -790,7 +790,7 @@ def _rows(source: Source) -> Iterator[dict[str, Any]]:
         }
 
 
-def _explanations(rules: list[str], summary: Summary) -> list[dict[str, Any]]:
+def _explanations(rules: list[str], summary: LogSummary) -> list[dict[str, Any]]:
     out = []
     for rule in rules:
         text = explanation(rule)
@@ -802,7 +802,7 @@ def _explanations(rules: list[str], summary: Summary) -> list[dict[str, Any]]:
     return out
 
 
-def write_html(out: IO[str], source: Source, summary: Summary, context: ReportContext) -> None:
+def write_html(out: IO[str], source: Source, summary: LogSummary, context: ReportContext) -> None:
     """One self-contained page: inline CSS, SVG and script, no URL to fetch, readable
     offline and without JavaScript (the script only filters the table)."""
     rules = _ordered_rules(summary)
@@ -860,7 +860,7 @@ def _describe(event: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_junit(out: IO[str], source: Source, summary: Summary, context: ReportContext) -> None:
+def write_junit(out: IO[str], source: Source, summary: LogSummary, context: ReportContext) -> None:
     """testsuites > testsuite per app > testcase per rule; a <failure> per error or warning.
 
     Info-level violations never fail a build: their testcase passes and lists them in
@@ -962,7 +962,7 @@ class OutputError(Exception):
     """An output file can't be written; the message is one sentence."""
 
 
-def write_outputs(source: Source, summary: Summary, context: ReportContext,
+def write_outputs(source: Source, summary: LogSummary, context: ReportContext,
                   html_path: str | None, junit_path: str | None) -> None:
     for path, writer in ((html_path, write_html), (junit_path, write_junit)):
         if not path:
@@ -974,7 +974,7 @@ def write_outputs(source: Source, summary: Summary, context: ReportContext,
             raise OutputError(f"{path} cannot be written ({exc.strerror or exc}).") from None
 
 
-def summary_lines(summary: Summary) -> list[str]:
+def summary_lines(summary: LogSummary) -> list[str]:
     """The plain-text summary printed on the terminal."""
     by = ", ".join(f"{summary.by_severity[s]} {s}" for s in SEVERITIES)
     lines = [f"{summary.total} violation{'s' if summary.total != 1 else ''}: {by}"]
@@ -990,16 +990,14 @@ def summary_lines(summary: Summary) -> list[str]:
 
 # --- the command ------------------------------------------------------------------------------
 
-def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "report", help="render a violation log (JSONL) as HTML and JUnit XML",
-        description="Render a wxgate violation log as one self-contained HTML page and/or "
-                    "JUnit XML; without --html or --junit, print a summary.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`wxgate report`'s arguments, on the parser `cli` made for it."""
+    parser.description = ("Render a wxgate violation log as one self-contained HTML page "
+                          "and/or JUnit XML; without --html or --junit, print a summary.")
     parser.add_argument("log", metavar="LOG.jsonl", help="the violation log (log.path)")
     parser.add_argument("--html", metavar="OUT", help="write the HTML report here")
     parser.add_argument("--junit", metavar="OUT", help="write JUnit XML here")
     parser.set_defaults(func=run_report)
-    return parser
 
 
 def run_report(args: argparse.Namespace) -> int:

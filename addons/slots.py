@@ -32,9 +32,6 @@ class Slots:
         """Every key with a slot held or a holder waiting."""
         return set(self._held) | set(self._waiting)
 
-    def holds(self, holder: Any) -> bool:
-        return holder in self._holder_key
-
     def try_acquire(self, key: Any, holder: Any, limit: int) -> bool:
         """Take a slot now if one is free (and nobody queued before us)."""
         if holder in self._holder_key:
@@ -62,14 +59,6 @@ class Slots:
                 self.release(holder)  # handed a slot in the same tick we were cancelled
             self._leave(key, future)
             raise
-
-    def cancel(self, holder: Any) -> None:
-        """Leave the queue without a slot (the client gave up while waiting)."""
-        for key, queue in list(self._waiting.items()):
-            for waiting_holder, future in list(queue):
-                if waiting_holder == holder and not future.done():
-                    future.cancel()
-                    self._leave(key, future)
 
     def release(self, holder: Any) -> bool:
         """Free the holder's slot, handing it to the next in line; False if it held none."""

@@ -55,7 +55,6 @@ from mitmproxy import connection, ctx, http, tls
 from OpenSSL import SSL
 
 from . import events
-from .check_cert import PROBE_VERSIONS, CannotConnect, load_roots, probe, system_roots
 from .policy.hosts import is_ip_literal
 from .policy.rules import Violation
 from .policy.tls_rules import (
@@ -69,6 +68,7 @@ from .policy.tls_rules import (
     rules_judge,
 )
 from .state import Runtime
+from .tls_probe import PROBE_VERSIONS, CannotConnect, load_roots, peer_chain, probe, system_roots
 from .verdict import answered, enforce, fail_closed, info_of, may_block, record
 
 META_TLS = "wxgate_tls"
@@ -112,15 +112,6 @@ def crypto_cert(cert: Any) -> x509.Certificate:
         result: x509.Certificate = to_crypto()
         return result
     return x509.load_pem_x509_certificate(cert.to_pem())
-
-
-def peer_chain(conn: SSL.Connection) -> list[x509.Certificate]:
-    """The chain the server sent, leaf first; available from the verify callback on."""
-    try:
-        chain = conn.get_peer_cert_chain(as_cryptography=True)
-    except TypeError:  # pyOpenSSL before 24.3
-        chain = [c.to_cryptography() for c in conn.get_peer_cert_chain() or []]
-    return list(chain or [])
 
 
 def negotiated(conn: SSL.Connection) -> tuple[str | None, str | None]:
@@ -195,7 +186,6 @@ def _put(table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
 class TlsAudit:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.judgements = 0  # chains actually judged (cache misses)
         self._roots: list[x509.Certificate] | None = None
         self._judged: OrderedDict[tuple[Any, ...], ChainVerdict] = OrderedDict()
         self._conns: OrderedDict[str, ConnVerdict] = OrderedDict()
@@ -235,7 +225,6 @@ class TlsAudit:
         if verdict is None:
             verdict = audit_chain(chain, host, tls_version, cipher, self.roots(),
                                   self.runtime.config.tls, now)
-            self.judgements += 1
         _put(self._judged, key, verdict)
         return verdict
 

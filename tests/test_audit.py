@@ -4,12 +4,14 @@ per SPEC §2 and one sentence for each input that can't be read."""
 from __future__ import annotations
 
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mitmproxy import http, tls
+from mitmproxy import log as mitmproxy_log
 from mitmproxy.io import FlowWriter, tnetstring
 from wxgate import audit as audit_module
 from wxgate import capture as capture_module
@@ -155,6 +157,15 @@ def test_a_clean_capture_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, found = run(tmp_path, flows, har)
     assert (code, found) == (0, [])
     assert "PASS: 0 violations at or above error" in capsys.readouterr().out
+
+
+def test_an_audit_leaves_no_mitmproxy_log_handler_behind(tmp_path: Path):
+    flows = write_flows(tmp_path / "one.mitm", [
+        make_flow("https://api.example.com/a", start=T0, headers=MP)])
+    for _ in range(2):
+        assert run(tmp_path, flows) == (0, [])
+        assert not [h for h in logging.getLogger().handlers
+                    if isinstance(h, mitmproxy_log.LegacyLogEvents)]
 
 
 @pytest.mark.parametrize(("fail_on", "expected"), [("error", 0), ("warning", 0), ("info", 1)])

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
-from wxgate.cli import BUNDLED_DEFAULT, config_path, main
+from wxgate.cli import main
+from wxgate.configfile import BUNDLED_DEFAULT
 
 # DevTools project folders shaped like real ones (Tencent's demo, Taro before and after its
 # build, a Windows-saved project, tourist mode, a Cocos mini game), each with its config.
@@ -67,6 +68,57 @@ def test_version_names_wxgate_and_mitmproxy(capsys: pytest.CaptureFixture[str]):
     assert done.value.code == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("wxgate 0.1.0 (mitmproxy ") and f"mitmproxy {MITMPROXY_VERSION}," in out
+
+
+# What `wxgate ctl status` and `wxgate --version` load before they act: the argument wiring
+# and their own module, never the proxy (mitmproxy, the addons, the YAML policy).
+_STARTUP = """
+import sys
+from wxgate import cli
+cli.build_parser({command!r})
+{extra}
+heavy = ("mitmproxy", "yaml", "structlog", "jinja2", "cryptography", "OpenSSL")
+print(" ".join(sorted(m for m in sys.modules
+                      if m.split(".")[0] in heavy or m.startswith("wxgate."))))
+"""
+# Measured at about 0.03 s; the budget leaves room for a busy machine.
+STARTUP_BUDGET_S = 0.3
+
+
+def _startup(command: str, extra: str = "") -> tuple[float, list[str]]:
+    """Seconds spent importing (every top-level import, as -X importtime counts it) and the
+    wxgate and heavy modules loaded, for `wxgate COMMAND` up to parsing its arguments."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", _STARTUP.format(command=command,
+                                                                   extra=extra)],
+        capture_output=True, text=True, timeout=60, check=True)
+    micros = 0
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            _, cumulative, name = line.split("|")
+            if cumulative.strip().isdigit() and not name.startswith("  "):
+                micros += int(cumulative)
+    return micros / 1e6, done.stdout.split()
+
+
+@pytest.mark.parametrize(("command", "extra", "own"), [
+    ("ctl", "", ["wxgate.cli", "wxgate.configfile", "wxgate.ctl"]),
+    ("", "cli.versions()", ["wxgate.cli", "wxgate.configfile"]),
+], ids=["ctl status", "--version"])
+def test_ctl_and_version_start_without_loading_the_proxy(command: str, extra: str,
+                                                          own: list[str]):
+    seconds, loaded = _startup(command, extra)
+    assert loaded == own
+    assert seconds < STARTUP_BUDGET_S
+
+
+def test_help_lists_every_command(
+        capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    for name in ("run", "ctl", "check-cert", "audit", "report", "check-config"):
+        assert f"    {name}" in listed
 
 
 def check(name: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], list[str]]:
@@ -185,15 +237,3 @@ def test_check_config_exits_2_on_an_unreadable_file(
     err = capsys.readouterr().err
     assert needle in err and str(path) in err and len(err.strip().splitlines()) == 1
 
-
-def test_config_path_prefers_flag_then_env_then_cwd_then_bundled(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WXGATE_CONFIG", raising=False)
-    assert config_path(None) == BUNDLED_DEFAULT
-    (tmp_path / "wxgate.yaml").write_text("{}")
-    assert config_path(None) == Path("wxgate.yaml")
-    monkeypatch.setenv("WXGATE_CONFIG", "/env.yaml")
-    assert config_path(None) == Path("/env.yaml")
-    assert config_path("given.yaml") == Path("given.yaml")

@@ -9,9 +9,9 @@ from wxgate import ctl
 
 
 def _parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    ctl.add_parser(parser.add_subparsers())
-    return parser.parse_args(["ctl", *argv])
+    parser = argparse.ArgumentParser(prog="wxgate ctl")
+    ctl.add_arguments(parser)
+    return parser.parse_args(list(argv))
 
 
 @pytest.mark.parametrize(("argv", "call"), [

@@ -73,7 +73,7 @@ def test_keys_with_nothing_held_or_waiting_are_dropped():
         left = asyncio.create_task(slots.acquire(("10.0.0.2", "app"), "left", 1))
         await asyncio.sleep(0)
         gone.cancel()
-        slots.cancel("left")
+        left.cancel()
         await asyncio.sleep(0)
         for holder in ("a", "b"):
             slots.release(holder)

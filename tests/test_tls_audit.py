@@ -54,6 +54,20 @@ def log(tmp_path: Path) -> Iterator[Path]:
     events.SINK.close()
 
 
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts whose chain TlsAudit actually judged (its cache missed), in order."""
+    calls: list[str] = []
+    real = tls_audit.audit_chain
+
+    def counting(chain: Any, host: str, *args: Any) -> Any:
+        calls.append(host)
+        return real(chain, host, *args)
+
+    monkeypatch.setattr(tls_audit, "audit_chain", counting)
+    return calls
+
+
 def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -98,7 +112,8 @@ def tls_data(server: connection.Server, client: connection.Client | None = None,
     return tls.TlsData(server, ctx, ssl_conn=ssl_conn)
 
 
-def test_each_chain_is_judged_once_per_host_port_and_fingerprint(tmp_path: Path, pki: Pki):
+def test_each_chain_is_judged_once_per_host_port_and_fingerprint(tmp_path: Path, pki: Pki,
+                                                                  judged: list[str]):
     s = Setup(tmp_path, pki)
     good = pki.serve(HOST).sent
     other = pki.serve(HOST, "validity_900").sent
@@ -106,12 +121,12 @@ def test_each_chain_is_judged_once_per_host_port_and_fingerprint(tmp_path: Path,
         for _ in range(3):
             for chain in (good, other):
                 s.audit.tls_established_server(tls_data(server_with(chain)))
-        assert s.audit.judgements == 2
+        assert len(judged) == 2
         # Another port is another server, even with the same chain.
         server = server_with(good)
         server.address = ("127.0.0.1", 9444)
         s.audit.tls_established_server(tls_data(server))
-        assert s.audit.judgements == 3
+        assert len(judged) == 3
 
 
 def test_one_connection_verdict_fails_the_iphone_and_warns_the_android_phone(
@@ -197,7 +212,8 @@ def test_a_refused_handshake_is_judged_from_the_chain_it_sent(tmp_path: Path, pk
     assert "sent only the leaf" in line["detail"]
 
 
-def test_a_handshake_refused_by_the_rules_is_judged_once(tmp_path: Path, pki: Pki, log: Path):
+def test_a_handshake_refused_by_the_rules_is_judged_once(tmp_path: Path, pki: Pki, log: Path,
+                                                         judged: list[str]):
     s = Setup(tmp_path, pki)
     server = server_with([])
     server.error = "Certificate verify failed: unspecified certificate verification error"
@@ -210,7 +226,7 @@ def test_a_handshake_refused_by_the_rules_is_judged_once(tmp_path: Path, pki: Pk
         flow.request.host, flow.request.port = server.address
         flow.error = Error(server.error)
         asyncio.run(s.audit.error(flow))
-    assert s.audit.judgements == 1
+    assert len(judged) == 1
     assert [(e["rule"], e["severity"], e["action"]) for e in lines(log)] == [
         ("tls.ats", "error", "blocked")]
 

@@ -12,13 +12,19 @@ _REFERER_RE = re.compile(
     r"^https://servicewechat\.com/(?P<appid>[A-Za-z0-9_]+)/(?P<version>[A-Za-z0-9._-]+)"
     r"/page-frame\.html$"
 )
-_VERSION_RE = re.compile(r"^(0|devtools|\d+)$")
+# The versions a page-frame Referer carries: "0" (develop, trial, review), "devtools", or a
+# release number. The config's `version` takes the same.
+_VERSION_RE = re.compile(r"0|devtools|\d+")
 
 
 @dataclass(frozen=True)
 class Referer:
     appid: str
     version: str
+
+
+def is_referer_version(text: str) -> bool:
+    return _VERSION_RE.fullmatch(text) is not None
 
 
 def canonical_referer(appid: str, version: str) -> str:
@@ -30,7 +36,7 @@ def parse_referer(value: str | None) -> Referer | None:
     if not value:
         return None
     match = _REFERER_RE.match(value.strip())
-    if not match or not _VERSION_RE.match(match["version"]):
+    if not match or not is_referer_version(match["version"]):
         return None
     return Referer(match["appid"], match["version"])
 

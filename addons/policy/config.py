@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..faults import BackgroundWindow, Fault, parse_fault
+from .clients import is_referer_version
 from .hosts import HostKind, classify_host
 from .rules import APIS
 from .yamlmarks import MarkedDict, MarkedList, load_marked
@@ -44,8 +45,6 @@ _ENTRY_RE = re.compile(
 )
 _APPID_RE = re.compile(r"^wx[0-9a-f]{16}$")
 _LABEL_RE = re.compile(r"[a-z0-9_-]{1,63}")
-# The Referer versions the client sends (clients.parse_referer accepts the same).
-_VERSION_RE = re.compile(r"^(0|devtools|\d+)$")
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,6 @@ class DomainEntry:
     host: str
     port: int | None
     raw: str
-
-    def matches_host(self, host: str) -> bool:
-        return self.host == host
 
 
 @dataclass(frozen=True)
@@ -568,13 +564,12 @@ def _app(reader: _Reader, node: Any, line: int, index: int, base: Path, rules: C
     sec = reader.section(node, path, APP_KEYS, line)
     sources: dict[str, str] = {}
     appid = reader.value(sec, path, "appid", str, None)
-    version = reader.value(sec, path, "version", (str, int), "0")
-    version = str(version)
-    if not _VERSION_RE.fullmatch(version):
+    version = str(reader.value(sec, path, "version", (str, int), AppConfig.version))
+    if not is_referer_version(version):
         reader.problem(sec.key_lines.get("version", sec.line), _join(path, "version"),
                        f"'{version}' is not a Referer version (\"0\", \"devtools\" or a release "
                        "number)")
-        version = "0"
+        version = AppConfig.version
     sources["version"] = (reader.where(sec.key_lines["version"]) if "version" in sec
                           else "default")
     project_dir = reader.value(sec, path, "project", str, None)
@@ -762,28 +757,33 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
 
     rules_sec = reader.section(top.get("rules"), "rules", RULE_KEYS,
                                top.key_lines.get("rules", 1))
+    # Each default is the dataclass's own (ClientRules.max_domains, ...): written once.
     rules = ClientRules(
-        max_domains=v(rules_sec, "rules", "max_domains", int, 20, minimum=1),
-        max_timeout_ms=v(rules_sec, "rules", "max_timeout_ms", int, 60000, minimum=1),
-        socket_any_port=v(rules_sec, "rules", "socket_any_port", bool, False),
+        max_domains=v(rules_sec, "rules", "max_domains", int, ClientRules.max_domains,
+                      minimum=1),
+        max_timeout_ms=v(rules_sec, "rules", "max_timeout_ms", int, ClientRules.max_timeout_ms,
+                         minimum=1),
+        socket_any_port=v(rules_sec, "rules", "socket_any_port", bool,
+                          ClientRules.socket_any_port),
     )
     lim = reader.section(top.get("limits"), "limits", LIMIT_KEYS, top.key_lines.get("limits", 1))
     limits = Limits(
-        concurrency=v(lim, "limits", "concurrency", int, 10, minimum=1),
-        concurrency_pool=v(lim, "limits", "concurrency_pool", str, "shared",
+        concurrency=v(lim, "limits", "concurrency", int, Limits.concurrency, minimum=1),
+        concurrency_pool=v(lim, "limits", "concurrency_pool", str, Limits.concurrency_pool,
                            choices=("shared", "per_api")),
-        over_concurrency=v(lim, "limits", "over_concurrency", str, "queue",
+        over_concurrency=v(lim, "limits", "over_concurrency", str, Limits.over_concurrency,
                            choices=("queue", "fail")),
-        sockets=v(lim, "limits", "sockets", int, 5, minimum=1),
-        background_grace_s=v(lim, "limits", "background_grace_s", int, 5, minimum=0),
+        sockets=v(lim, "limits", "sockets", int, Limits.sockets, minimum=1),
+        background_grace_s=v(lim, "limits", "background_grace_s", int,
+                             Limits.background_grace_s, minimum=0),
     )
     tls_sec = reader.section(top.get("tls"), "tls", TLS_KEYS, top.key_lines.get("tls", 1))
     tls = TlsRules(
-        min_version=str(v(tls_sec, "tls", "min_version", (str, float), "1.2")),
-        ats=v(tls_sec, "tls", "ats", bool, True),
+        min_version=str(v(tls_sec, "tls", "min_version", (str, float), TlsRules.min_version)),
+        ats=v(tls_sec, "tls", "ats", bool, TlsRules.ats),
         distrusted_issuers=tuple(
             s for s, _ in reader.str_list(tls_sec, "tls", "distrusted_issuers")
-        ) if "distrusted_issuers" in tls_sec else ("WoSign", "StartCom"),
+        ) if "distrusted_issuers" in tls_sec else TlsRules.distrusted_issuers,
     )
     if tls.min_version not in ("1.0", "1.1", "1.2", "1.3"):
         reader.problem(tls_sec.key_lines.get("min_version"), "tls.min_version",
@@ -791,7 +791,8 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
     log_sec = reader.section(top.get("log"), "log", LOG_KEYS, top.key_lines.get("log", 1))
     log = LogConfig(
         path=v(log_sec, "log", "path", str, LogConfig.path),
-        console=v(log_sec, "log", "console", str, "pretty", choices=("pretty", "json", "off")),
+        console=v(log_sec, "log", "console", str, LogConfig.console,
+                  choices=("pretty", "json", "off")),
         max_field_bytes=v(log_sec, "log", "max_field_bytes", int, LogConfig.max_field_bytes,
                           minimum=64),
     )
@@ -842,23 +843,24 @@ def parse_config(data: Any, file: str, base: Path | None = None) -> tuple[Config
                        f"must be a list, not {_kind(faults_node)}")
 
     config = Config(
-        mode=v(top, "", "mode", str, "enforce", choices=("enforce", "report")),
-        scope=v(top, "", "scope", str, "miniprogram", choices=("miniprogram", "all")),
-        allow_lan_ip=v(top, "", "allow_lan_ip", bool, False),
+        mode=v(top, "", "mode", str, Config.mode, choices=("enforce", "report")),
+        scope=v(top, "", "scope", str, Config.scope, choices=("miniprogram", "all")),
+        allow_lan_ip=v(top, "", "allow_lan_ip", bool, Config.allow_lan_ip),
         passthrough=tuple(passthrough),
         resolve=_resolve(reader, top),
-        block_with=v(top, "", "block_with", str, "fail", choices=("fail", "response")),
+        block_with=v(top, "", "block_with", str, Config.block_with,
+                     choices=("fail", "response")),
         apps=tuple(apps),
         limits=limits,
         rules=rules,
         tls=tls,
         faults=tuple(faults),
         background_windows=tuple(windows),
-        seed=v(top, "", "seed", int, None),
+        seed=v(top, "", "seed", int, Config.seed),
         log=log,
-        control_token=v(control, "control", "token", str, None),
+        control_token=v(control, "control", "token", str, Config.control_token),
         clients=_clients(reader, top),
-        local_destinations=v(top, "", "local_destinations", bool, False),
+        local_destinations=v(top, "", "local_destinations", bool, Config.local_destinations),
         source=file,
         warnings=tuple(reader.warnings),
     )

@@ -180,19 +180,12 @@ class _Path:
 
 # --- entry points ------------------------------------------------------------------------------
 
-def judge_chain(
-    chain: Sequence[x509.Certificate], host: str, tls_version: str | None, cipher: str | None,
-    roots: Sequence[x509.Certificate], rules: TlsRules, now: datetime,
-) -> list[Violation]:
-    """Every TLS rule the connection breaks, one Violation each (one per ATS rule)."""
-    return audit_chain(chain, host, tls_version, cipher, roots, rules, now).violations
-
-
 def audit_chain(
     chain: Sequence[x509.Certificate], host: str, tls_version: str | None, cipher: str | None,
     roots: Sequence[x509.Certificate], rules: TlsRules, now: datetime,
 ) -> ChainVerdict:
-    """Every rule as a Check, passed or not; `judge_chain` keeps the failures."""
+    """Every rule as a Check, passed or not; the verdict's `violations` are the failures,
+    one Violation each (one per ATS rule)."""
     if not chain:
         raise ValueError("the server sent no certificate")
     leaf = chain[0]

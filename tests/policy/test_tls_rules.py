@@ -25,7 +25,6 @@ from wxgate.policy.tls_rules import (
     check_legacy,
     classify_handshake_error,
     for_platform,
-    judge_chain,
     match_hostname,
     parse_version,
     rules_judge,
@@ -59,8 +58,8 @@ def host_for(defect: str) -> str:
 def judge(pki: Pki, defect: str, rules: TlsRules = RULES,
           version: tuple[str, str | None] = TLS13) -> list[Violation]:
     host = host_for(defect)
-    return judge_chain(pki.serve(host, defect).sent, host, version[0], version[1], pki.roots,
-                       rules, NOW)
+    return audit_chain(pki.serve(host, defect).sent, host, version[0], version[1], pki.roots,
+                       rules, NOW).violations
 
 
 @pytest.mark.parametrize("defect", DEFECTS, ids=DEFECTS)
@@ -153,13 +152,13 @@ def test_parse_version(text: str | None, expected: tuple[int, int] | None):
 def test_a_chain_sent_with_its_root_is_still_trusted(pki: Pki):
     host = host_for("good")
     sent = [*pki.serve(host).sent, pki.root.cert]
-    assert judge_chain(sent, host, *TLS13, pki.roots, RULES, NOW) == []
+    assert audit_chain(sent, host, *TLS13, pki.roots, RULES, NOW).violations == []
 
 
 def test_a_leaf_that_is_itself_a_trusted_root_is_not_self_signed(pki: Pki):
     host = host_for("self_signed")
     chain = pki.serve(host, "self_signed").sent
-    assert judge_chain(chain, host, *TLS13, [*pki.roots, chain[0]], RULES, NOW) == []
+    assert audit_chain(chain, host, *TLS13, [*pki.roots, chain[0]], RULES, NOW).violations == []
 
 
 def test_an_expired_intermediate_is_named(pki: Pki):
@@ -168,7 +167,8 @@ def test_an_expired_intermediate_is_named(pki: Pki):
     host = "api.example.com"
     leaf = issue(name(host), ec_key(), old, ca=False, san=[host],
                  eku=[ExtendedKeyUsageOID.SERVER_AUTH])
-    (violation,) = judge_chain([leaf.cert, old.cert], host, *TLS13, pki.roots, RULES, NOW)
+    (violation,) = audit_chain([leaf.cert, old.cert], host, *TLS13, pki.roots, RULES,
+                               NOW).violations
     assert violation.rule == "tls.expired"
     assert "'Old Intermediate' expired" in violation.detail
 
@@ -179,8 +179,8 @@ def test_a_leaf_with_a_forged_issuer_name_is_untrusted(pki: Pki):
     impostor = Issued(pki.intermediate.cert, ec_key())
     leaf = issue(name(host), ec_key(), impostor, ca=False, san=[host],
                  eku=[ExtendedKeyUsageOID.SERVER_AUTH])
-    (violation,) = judge_chain([leaf.cert, pki.intermediate.cert], host, *TLS13, pki.roots,
-                               RULES, NOW)
+    (violation,) = audit_chain([leaf.cert, pki.intermediate.cert], host, *TLS13, pki.roots,
+                               RULES, NOW).violations
     assert violation.rule == "tls.untrusted"
     assert "does not verify" in violation.detail
 
@@ -191,7 +191,7 @@ def test_an_issuer_that_is_not_a_ca_breaks_the_chain(pki: Pki):
     leaf = issue(name(host), ec_key(), not_ca, ca=False, san=[host],
                  eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     sent = [leaf.cert, not_ca.cert, pki.intermediate.cert]
-    (violation,) = judge_chain(sent, host, *TLS13, pki.roots, RULES, NOW)
+    (violation,) = audit_chain(sent, host, *TLS13, pki.roots, RULES, NOW).violations
     assert violation.rule == "tls.untrusted"
     assert "is not a CA certificate" in violation.detail
 
@@ -224,7 +224,8 @@ def test_a_missing_second_intermediate(pki: Pki, published: bool, expected: str)
     host = "api.example.com"
     leaf = issue(name(host), ec_key(), lower, ca=False, san=[host],
                  eku=[ExtendedKeyUsageOID.SERVER_AUTH])
-    violations = judge_chain([leaf.cert, lower.cert], host, *TLS13, pki.roots, RULES, NOW)
+    violations = audit_chain([leaf.cert, lower.cert], host, *TLS13, pki.roots, RULES,
+                             NOW).violations
     assert [v.rule for v in violations] == [expected]
 
 
@@ -236,7 +237,7 @@ def test_distrusted_issuers_come_from_the_config(pki: Pki):
 
 def test_an_empty_chain_is_refused_with_a_sentence(pki: Pki):
     with pytest.raises(ValueError, match="sent no certificate"):
-        judge_chain([], "api.example.com", *TLS13, pki.roots, RULES, NOW)
+        audit_chain([], "api.example.com", *TLS13, pki.roots, RULES, NOW)
 
 
 def test_the_fingerprint_is_of_the_chain_as_sent(pki: Pki):
