@@ -321,12 +321,12 @@ class Auditor:
         info = info_of(captured)
         ended = captured.response is not None or (
             captured.error is not None and captured.error.timestamp)
-        if info.in_scope and (not ended or captured.request.timestamp_start is None):
+        if info.call.in_scope and (not ended or captured.request.timestamp_start is None):
             self.stats.timeout_unjudged += 1
 
     def _count(self, captured: http.HTTPFlow) -> None:
         info = info_of(captured)
-        if info.in_scope:
+        if info.call.in_scope:
             self.stats.in_scope += 1
         if captured.request.scheme in ("https", "wss"):
             self.stats.https += 1

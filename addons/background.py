@@ -26,7 +26,7 @@ from . import events
 from .abort import ABORTED
 from .devices import DEFAULT_IDLE_MS
 from .policy.rules import APIS, Violation
-from .state import Runtime, device_of_flow
+from .state import Runtime
 from .verdict import enforce, fail_closed, info_of, interrupt, judgeable
 
 # The key of the app's own state in `_pending`: every device.
@@ -134,29 +134,29 @@ class Background:
                 interrupt(flow, Violation(
                     "background.interrupted",
                     f"still running {grace} s after {appid} went to background on {where}",
-                    info_of(flow).api,
+                    info_of(flow).call.api,
                 ), self.runtime)
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = judgeable(flow)
-        if info is None or info.appid is None or info.api not in APIS:  # wx calls only
+        call = judgeable(flow)
+        if call is None or call.appid is None or call.api not in APIS:  # wx calls only
             return
-        device = device_of_flow(flow)
-        since = self.runtime.background_since(device, info.appid)
+        device = call.device
+        since = self.runtime.background_since(device, call.appid)
         if since is not None and enforce(flow, Violation(
             "background.blocked",
-            f"started {time.time() - since:.1f} s after {info.appid} went to background "
+            f"started {time.time() - since:.1f} s after {call.appid} went to background "
             f"on {device}",
-            info.api,
+            call.api,
         ), self.runtime):
             return
         if not flow.live:
             return
         # Running on the device (in report mode a call only reported as blocked, too), and
         # to be interrupted at a grace deadline unless it was already judged.
-        self.runtime.devices.start(device, info.appid, flow.id,
-                                   remember_app=info.app is not None)
+        self.runtime.devices.start(device, call.appid, flow.id,
+                                   remember_app=call.app is not None)
         if since is None:
             self._running[flow.id] = flow
 

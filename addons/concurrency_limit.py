@@ -12,7 +12,7 @@ from __future__ import annotations
 from mitmproxy import command, http
 
 from .policy.rules import Severity, Violation
-from .state import Runtime, device_of_flow
+from .state import Runtime
 from .verdict import enforce, fail_closed, judgeable, may_block, record
 
 COUNTED_APIS = ("request", "uploadFile", "downloadFile")
@@ -24,32 +24,32 @@ class ConcurrencyLimit:
 
     @fail_closed
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = judgeable(flow)
-        if info is None or info.api not in COUNTED_APIS:
+        call = judgeable(flow)
+        if call is None or call.api not in COUNTED_APIS:
             return
         limits = self.runtime.config.limits
-        pool = "shared" if limits.concurrency_pool == "shared" else info.api
-        device = device_of_flow(flow)
-        key = (device, info.appid, pool)
+        pool = "shared" if limits.concurrency_pool == "shared" else call.api
+        device = call.device
+        key = (device, call.appid, pool)
         slots = self.runtime.inflight
         if slots.try_acquire(key, flow.id, limits.concurrency):
             return
         in_flight = slots.in_use(key)
         scope = "request, uploadFile and downloadFile together" if pool == "shared" else (
-            f"{info.api} alone")
-        detail = (f"{in_flight} calls already in flight for {info.appid} on {device} "
+            f"{call.api} alone")
+        detail = (f"{in_flight} calls already in flight for {call.appid} on {device} "
                   f"(limit {limits.concurrency} per device, {scope})")
         if not may_block(flow, self.runtime):
-            record(flow, Violation("concurrency.exceeded", detail, info.api), self.runtime,
+            record(flow, Violation("concurrency.exceeded", detail, call.api), self.runtime,
                    "reported")
             slots.force_acquire(key, flow.id)
             return
         if limits.over_concurrency == "fail":
-            enforce(flow, Violation("concurrency.exceeded", detail, info.api,
+            enforce(flow, Violation("concurrency.exceeded", detail, call.api,
                                     severity=Severity.ERROR), self.runtime)
             return
         record(flow, Violation("concurrency.exceeded", f"{detail}; queued until a slot frees",
-                               info.api), self.runtime, "queued")
+                               call.api), self.runtime, "queued")
         if not await self.runtime.aborter.park(
                 flow, slots.acquire(key, flow.id, limits.concurrency)):
             # Aborted while queued (timeout, background): fail it here, in its hook.

@@ -41,7 +41,9 @@ _FAULT_ID = re.compile(r"^/faults/(?P<id>\d+)$")
 
 
 @dataclass
-class Call:
+class ApiCall:
+    """One call to the control API, through the proxy or on the control port."""
+
     method: str
     path: str
     query: dict[str, list[str]]
@@ -55,7 +57,7 @@ def _has_body(request: http.Request) -> bool:
         request.headers.get("content-length", "0").strip() not in ("", "0")
 
 
-def _cross_origin(call: Call) -> str | None:
+def _cross_origin(call: ApiCall) -> str | None:
     """Why a state-changing call is refused as possibly forged by a web page, or None."""
     if "origin" in call.headers:
         return "calls that change state are refused when they carry an Origin header " \
@@ -104,7 +106,12 @@ class ControlApi:
     # --- through the proxy -------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.response is not None or flow.request.pretty_host.lower() != CONTROL_HOST:
+        req = flow.request
+        # Every flow passes here: rule out the others by the raw Host header (or target),
+        # which holds the name whenever `pretty_host` is it, before parsing it.
+        if flow.response is not None or CONTROL_HOST not in (req.host_header or req.host).lower():
+            return
+        if req.pretty_host.lower() != CONTROL_HOST:
             return
         flow.metadata["wxgate_control"] = True
         # The body arrives after this hook; answer in `request` when there is one.
@@ -120,7 +127,7 @@ class ControlApi:
         try:
             parts = urlsplit(flow.request.path)
             peer = flow.client_conn.peername
-            call = Call(flow.request.method, parts.path, parse_qs(parts.query),
+            call = ApiCall(flow.request.method, parts.path, parse_qs(parts.query),
                         {k.lower(): v for k, v in flow.request.headers.items()}, body,
                         str(peer[0]) if peer else "")
             status, payload = self.handle(call)
@@ -150,7 +157,7 @@ class ControlApi:
             body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
             parts = urlsplit(target)
             peer = writer.get_extra_info("peername")
-            status, payload = self.handle(Call(method, parts.path, parse_qs(parts.query),
+            status, payload = self.handle(ApiCall(method, parts.path, parse_qs(parts.query),
                                                headers, body, str(peer[0]) if peer else ""))
         except (TimeoutError, ValueError, asyncio.IncompleteReadError):
             status, payload = 400, {"error": "malformed HTTP request"}
@@ -166,7 +173,7 @@ class ControlApi:
 
     # --- the API itself ----------------------------------------------------------------------
 
-    def handle(self, call: Call) -> tuple[int, dict[str, Any] | str]:
+    def handle(self, call: ApiCall) -> tuple[int, dict[str, Any] | str]:
         if not self._authorized(call):
             events.logger().warning("control_refused", client=call.client, method=call.method,
                                     path=call.path)
@@ -183,7 +190,7 @@ class ControlApi:
                                  path=call.path, status=status)
         return status, payload
 
-    def _authorized(self, call: Call) -> bool:
+    def _authorized(self, call: ApiCall) -> bool:
         if is_loopback_peer(call.client):
             return True
         token = self.runtime.config.control_token
@@ -191,7 +198,7 @@ class ControlApi:
         sent = call.headers.get("authorization", "").encode("utf-8", "surrogateescape")
         return bool(token) and hmac.compare_digest(sent, f"Bearer {token}".encode())
 
-    def _route(self, call: Call) -> tuple[int, dict[str, Any] | str]:
+    def _route(self, call: ApiCall) -> tuple[int, dict[str, Any] | str]:
         method, path = call.method.upper(), call.path.rstrip("/") or "/"
         if method == "GET" and path == "/status":
             return 200, self.status()

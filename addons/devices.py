@@ -10,6 +10,7 @@ vanish when empty.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,6 +25,8 @@ MAX_DEVICES = 4096
 MAX_APPS_PER_DEVICE = 64
 
 
+# Every call names its device, parsed from the peer address; a session has few of them.
+@functools.lru_cache(maxsize=MAX_DEVICES)
 def device_of(address: str | None) -> str:
     """The device a peer address stands for: IPv4-mapped IPv6 unwrapped, IPv6 compressed,
     so that `::ffff:192.168.1.23` and `192.168.1.23` are one phone."""

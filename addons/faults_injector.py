@@ -13,7 +13,7 @@ from mitmproxy import http
 
 from . import events
 from .policy.rules import APIS
-from .state import Runtime, device_of_flow
+from .state import Runtime
 from .verdict import fail_closed, info_of, judgeable
 
 # A held call outlives its networkTimeout by this much: in enforce mode the timeout
@@ -26,26 +26,26 @@ class Faults:
         self.runtime = runtime
 
     def _until_timeout(self, flow: http.HTTPFlow) -> float:
-        info = info_of(flow)
-        limit_ms = info.app.network_timeout.get(info.api, 60000) if info.app else 60000
+        call = info_of(flow).call
+        limit_ms = call.app.network_timeout.get(call.api, 60000) if call.app else 60000
         return max(0.0, flow.request.timestamp_start + limit_ms / 1000 - time.time()
                    ) + HOLD_MARGIN_S
 
     @fail_closed
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = judgeable(flow)
+        call = judgeable(flow)
         # No fault set (the usual case): skip building pretty_url, which cost more than
         # every other judged rule together in the profile of an allowed call.
         # Faults act on wx API calls only, not on media or web-view loads.
-        if info is None or info.api not in APIS or not flow.live or not self.runtime.faults.faults:
+        if call is None or call.api not in APIS or not flow.live or not self.runtime.faults.faults:
             return
-        client = device_of_flow(flow)
+        client = call.device
         decided = self.runtime.faults.decide(
-            info.appid, info.api, flow.request.method, flow.request.pretty_url, client)
+            call.appid, call.api, flow.request.method, flow.request.pretty_url, client)
         for fault_id, action in decided:
             events.logger().info(
-                "fault_injected", fault_id=fault_id, kind=action.kind, appid=info.appid,
-                api=info.api, url=flow.request.pretty_url, client=client, flow_id=flow.id,
+                "fault_injected", fault_id=fault_id, kind=action.kind, appid=call.appid,
+                api=call.api, url=flow.request.pretty_url, client=client, flow_id=flow.id,
             )
             if action.drop:
                 flow.kill()

@@ -1,19 +1,20 @@
-"""Decides whose call a flow is: in scope or not, which app, which wx API (or media, or a
-web-view page's load), which platform.
+"""Decides whose call a flow is, once: builds its Call (`policy/call.py`): in scope or not,
+which app, which wx API (or media, or a web-view page's load), which platform, and the
+hosts, ports and headers the rules read.
 
-Runs first among the judging addons; the others read its verdict from flow.metadata.
+Runs first among the judging addons; the others read the Call from `info_of(flow).call`.
 """
 
 from __future__ import annotations
 
 from mitmproxy import ctx, http
+from mitmproxy.net.http.url import parse_authority
 
 from .control_api import CONTROL_HOST
-from .policy.calls import RequestHead, classify
-from .policy.clients import is_miniprogram, parse_referer, platform_of
-from .policy.config import AppConfig
-from .state import Runtime
-from .verdict import answered, fail_closed, info_of, publish
+from .policy.call import identify
+from .policy.calls import RequestHead
+from .state import Runtime, device_of_flow
+from .verdict import answered, client_port, fail_closed, info_of, publish
 
 
 def onboarding_host() -> str:
@@ -31,30 +32,16 @@ class IdentifyApp:
         if answered(flow):
             return
         req = flow.request
-        host = req.pretty_host.lower()
-        if host in (onboarding_host(), CONTROL_HOST):
+        host_header = req.host_header
+        # `req.pretty_host`, without looking the header up twice.
+        host = parse_authority(host_header, check=False)[0] if host_header else req.host
+        if host.lower() in (onboarding_host(), CONTROL_HOST):
             return
         info = info_of(flow)
-        head = RequestHead.of(req.method, req.headers.fields)
-        info.platform = platform_of(head.user_agent)
-        config = self.runtime.config
-        if config.scope != "all" and not is_miniprogram(
-            head.referer, head.user_agent, req.headers.get("xweb_xhr")
-        ):
-            return
-        parsed = parse_referer(head.referer)
-        app = config.app(parsed.appid) if parsed else self.runtime.default_app()
-        info.app = app
-        if app is None:
-            if not (parsed and config.apps):
-                return
-            # An unknown appid stays in scope, judged against no whitelist:
-            # RefererGuard refuses it.
-            app = AppConfig(parsed.appid)
-        info.in_scope = True
-        info.appid = app.appid
-        info.app_version = parsed.version if parsed else app.version
-        # A wx API, media the view layer loads, or a web-view page's load (SPEC §4).
-        interface = classify(app, host, head)
-        info.api, info.api_reason = interface.api, interface.reason
-        publish(flow)
+        info.call = call = identify(
+            RequestHead.of(req.method, req.headers.fields), scheme=req.scheme,
+            host_connected=req.host, host=host, host_header=host_header,
+            authority=req.authority, sni=flow.client_conn.sni, port=client_port(flow),
+            device=device_of_flow(flow), config=self.runtime.config)
+        if call.in_scope:
+            publish(flow)

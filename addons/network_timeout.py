@@ -31,10 +31,10 @@ class NetworkTimeout:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = judgeable(flow)
-        if info is None or info.app is None or info.api not in APIS or not flow.live:
+        call = judgeable(flow)
+        if call is None or call.app is None or call.api not in APIS or not flow.live:
             return
-        limit_ms = info.app.network_timeout[info.api]
+        limit_ms = call.app.network_timeout[call.api]
         started = flow.request.timestamp_start
         delay = max(0.0, started + limit_ms / 1000 - time.time())
         self._timers[flow.id] = asyncio.get_running_loop().call_later(
@@ -61,9 +61,9 @@ class NetworkTimeout:
         info = info_of(flow)
         interrupt(flow, Violation(
             "timeout.exceeded",
-            f"no complete response within the {info.api} networkTimeout of {limit_ms} ms "
+            f"no complete response within the {info.call.api} networkTimeout of {limit_ms} ms "
             f"({elapsed_ms} ms elapsed{waited})",
-            info.api, extra=extra,
+            info.call.api, extra=extra,
         ), self.runtime)
 
     def _stop(self, flow: http.HTTPFlow) -> None:
@@ -86,17 +86,17 @@ class NetworkTimeout:
     def _judge_capture(self, flow: http.HTTPFlow, done: float | None, what: str) -> None:
         """A loaded flow (audit, `-r`): judged from its recorded timestamps."""
         info = info_of(flow)
-        if (not info.in_scope or info.app is None or info.api not in APIS
+        if (not info.call.in_scope or info.call.app is None or info.call.api not in APIS
                 or "timeout.exceeded" in info.rules):
             return
         start = flow.request.timestamp_start
-        limit_ms = info.app.network_timeout[info.api]
+        limit_ms = info.call.app.network_timeout[info.call.api]
         if done is None or start is None or (elapsed_ms := round((done - start) * 1000)) <= (
                 limit_ms):
             return
         record(flow, Violation(
             "timeout.exceeded",
-            f"no complete response within the {info.api} networkTimeout of {limit_ms} ms "
+            f"no complete response within the {info.call.api} networkTimeout of {limit_ms} ms "
             f"({what} after {elapsed_ms} ms in the capture)",
-            info.api, extra={"limit_ms": limit_ms, "elapsed_ms": elapsed_ms},
+            info.call.api, extra={"limit_ms": limit_ms, "elapsed_ms": elapsed_ms},
         ), self.runtime, "reported")

@@ -2,8 +2,9 @@
 
 Hook order is list order, so this list is the order in which rules are judged:
 refuse clients outside `clients:` and destinations on this machine, answer the control
-host, identify the app and API, refuse a call whose named host is not the host connected,
-check the Referer, judge the URL, refuse calls of a backgrounded app, take a socket place,
+host, identify the call once (its Call: app, API, hosts, Referer), judge it by the
+stateless rules in their order (`policy/call_rules.py`: the named host is the host
+connected, the Referer, the URL), refuse calls of a backgrounded app, take a socket place,
 start the networkTimeout clock (so time queued counts, as on the phone), take an in-flight
 slot, apply faults, and only then point the request at its `resolve` target. The upstream
 TLS handshake is judged by the phone's certificate rules (TlsAudit) before any response is
@@ -18,17 +19,15 @@ from .client_filter import ClientFilter
 from .concurrency_limit import ConcurrencyLimit
 from .config_loader import ConfigLoader
 from .control_api import ControlApi
-from .domain_guard import DomainGuard
 from .faults_injector import Faults
-from .host_match import HostMatch
 from .identify import IdentifyApp
 from .idle_connections import IdleConnections
+from .judge import Judge
 from .local_destinations import LocalDestinations
 from .long_urls import LongUrls
 from .network_timeout import NetworkTimeout
 from .passthrough import Passthrough
 from .redirect_guard import RedirectGuard
-from .referer_guard import RefererGuard
 from .resolve import Resolve
 from .response_checks import ResponseChecks
 from .socket_limit import SocketLimit
@@ -52,9 +51,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         IdleConnections(runtime),
         runtime.aborter,
         IdentifyApp(runtime),
-        HostMatch(runtime),
-        RefererGuard(runtime),
-        DomainGuard(runtime),
+        Judge(runtime),
         background,
         SocketLimit(runtime),
         NetworkTimeout(runtime, upstream),

@@ -43,23 +43,23 @@ class RedirectGuard:
         info = info_of(flow)
         response = flow.response
         # A web-view follows its redirects as navigations, judged when they are made.
-        if (not info.in_scope or info.api not in APIS or info.decision == "blocked"
+        if (not info.call.in_scope or info.call.api not in APIS or info.decision == "blocked"
                 or response is None
                 or response.status_code not in REDIRECTS or "location" not in response.headers
                 or flow.metadata.get("wxgate_synthetic")):
             return
-        app = info.app
+        app = info.call.app
         found = redirect_target(flow.request.pretty_url, response.headers["location"])
         if app is None or found is None:
             return
         url, target = found
         config = self.runtime.config
-        hop = judge_target(target, info.api, app, config.rules, config.allow_lan_ip)
+        hop = judge_target(target, info.call.api, app, config.rules, config.allow_lan_ip)
         if hop is None:
             return
         violation = Violation(
             "domain.redirect_not_listed",
             f"{response.status_code} redirect to {url}, which the client refuses: {hop.detail}",
-            info.api, extra={"location": url, "hop_rule": hop.rule},
+            info.call.api, extra={"location": url, "hop_rule": hop.rule},
         )
         enforce(flow, violation, self.runtime)

@@ -13,7 +13,7 @@ from mitmproxy.proxy import server_hooks
 
 from .policy.hosts import classify_host
 from .state import RESOLVED_FROM, Runtime
-from .verdict import answered
+from .verdict import answered, info_of
 
 Address = tuple[str, int]
 
@@ -30,7 +30,7 @@ class Resolve:
         if not table or answered(flow):
             return
         req = flow.request
-        name = classify_host(req.pretty_host).name
+        name = classify_host(info_of(flow).call.host or req.pretty_host).name
         dst = table.get((name, req.port)) or table.get((name, None))
         if dst is None:
             return

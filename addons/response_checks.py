@@ -73,12 +73,12 @@ class ResponseChecks:
     def response(self, flow: http.HTTPFlow) -> None:
         info = info_of(flow)
         response = flow.response
-        if (not info.in_scope or info.decision == "blocked" or response is None
-                or info.api != "request" or flow.metadata.get("wxgate_synthetic")):
+        if (not info.call.in_scope or info.decision == "blocked" or response is None
+                or info.call.api != "request" or flow.metadata.get("wxgate_synthetic")):
             return
         body = response.get_content(strict=False) or b""
         content_type = response.headers.get("content-type", "")
         for rule, detail in judge_body(response.status_code, content_type, body):
-            record(flow, Violation(rule, detail, info.api), self.runtime, "reported")
+            record(flow, Violation(rule, detail, info.call.api), self.runtime, "reported")
         if getattr(ctx.options, "wxgate_strip_bom", False) and body.startswith(BOM):
             response.set_content(body[len(BOM):])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .policy.rules import Violation
-from .state import Runtime, device_of_flow
+from .state import Runtime
 from .verdict import enforce, fail_closed, judgeable
 
 
@@ -21,16 +21,16 @@ class SocketLimit:
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        info = judgeable(flow)
-        if info is None or info.api != "connectSocket":
+        call = judgeable(flow)
+        if call is None or call.api != "connectSocket":
             return
         limit = self.runtime.config.limits.sockets
         sockets = self.runtime.sockets
-        device = device_of_flow(flow)
-        key = (device, info.appid)
+        device = call.device
+        key = (device, call.appid)
         if sockets.try_acquire(key, flow.id, limit):
             return
-        detail = f"{sockets.in_use(key)} sockets already open for {info.appid} on {device} " \
+        detail = f"{sockets.in_use(key)} sockets already open for {call.appid} on {device} " \
                  f"(limit {limit} per device)"
         if not enforce(flow, Violation("socket.exceeded", detail, "connectSocket"),
                        self.runtime):

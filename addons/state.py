@@ -15,7 +15,8 @@ from . import events
 from .abort import FlowAborter
 from .devices import Device, Devices, device_of
 from .faults import FaultSet
-from .policy.config import AppConfig, Config
+from .policy.call import UNIDENTIFIED, Call
+from .policy.config import Config
 from .slots import Slots
 
 META = "wxgate"
@@ -31,27 +32,23 @@ def device_of_flow(flow: Any) -> str:
 
 @dataclass
 class FlowInfo:
-    """What wxgate decided about one flow (see `verdict.info_of`).
+    """What wxgate knows and decided about one flow (see `verdict.info_of`): the Call
+    IdentifyApp made of it, and the verdict so far.
 
     Held beside the flow, not in `flow.metadata`: metadata is saved with the flow
     (`-w`, mitmweb's save) and must stay plain data; `summary()` is what goes there.
     """
 
-    in_scope: bool = False
-    # The configured app the flow is judged against; None for an unknown appid.
-    app: AppConfig | None = None
-    appid: str | None = None
-    app_version: str | None = None
-    api: str = "other"
-    api_reason: str = ""
-    platform: str | None = None
+    # UNIDENTIFIED until IdentifyApp has seen the flow (and for mitm.it and the control host).
+    call: Call = UNIDENTIFIED
     # allowed | reported | blocked
     decision: str = "allowed"
     rules: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
-        return {"appid": self.appid, "app_version": self.app_version, "api": self.api,
-                "platform": self.platform, "decision": self.decision, "rules": list(self.rules)}
+        call = self.call
+        return {"appid": call.appid, "app_version": call.app_version, "api": call.api,
+                "platform": call.platform, "decision": self.decision, "rules": list(self.rules)}
 
 
 @dataclass
@@ -116,6 +113,3 @@ class Runtime:
         self.config = config
         self.faults = FaultSet(list(config.faults), config.seed)
         self.passthrough = [re.compile(p, re.IGNORECASE) for p in config.passthrough]
-
-    def default_app(self) -> AppConfig | None:
-        return self.config.apps[0] if self.config.apps else None

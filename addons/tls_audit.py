@@ -247,8 +247,8 @@ class TlsAudit:
         # hooks: remember who it is for.
         if answered(flow):
             return
-        info = info_of(flow)
-        _put(self._clients, flow.client_conn.peername, ClientView(info.in_scope, info.platform))
+        call = info_of(flow).call
+        _put(self._clients, flow.client_conn.peername, ClientView(call.in_scope, call.platform))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._clients.pop(client.peername, None)
@@ -354,7 +354,7 @@ class TlsAudit:
     @fail_closed
     async def responseheaders(self, flow: http.HTTPFlow) -> None:
         info = info_of(flow)
-        if not info.in_scope or info.decision == "blocked" or META_TLS in flow.metadata:
+        if not info.call.in_scope or info.decision == "blocked" or META_TLS in flow.metadata:
             return
         verdict = self._conns.get(flow.server_conn.id)
         if verdict is None:
@@ -392,7 +392,7 @@ class TlsAudit:
     async def error(self, flow: http.HTTPFlow) -> None:
         self._pending.pop(flow.id, None)
         info = info_of(flow)
-        if (not info.in_scope or META_TLS in flow.metadata or flow.error is None
+        if (not info.call.in_scope or META_TLS in flow.metadata or flow.error is None
                 or flow.response is not None):
             return
         message = flow.error.msg
@@ -427,7 +427,7 @@ class TlsAudit:
 
     def _for_flow(self, flow: http.HTTPFlow, violations: list[Violation]) -> list[Violation]:
         info = info_of(flow)
-        return [replace(v, api=info.api) for v in for_platform(violations, info.platform)]
+        return [replace(v, api=info.call.api) for v in for_platform(violations, info.call.platform)]
 
     def _apply(self, flow: http.HTTPFlow, verdict: ConnVerdict, violations: list[Violation],
                refused: bool) -> None:

@@ -18,6 +18,7 @@ from mitmproxy import http
 
 from . import events
 from .abort import close_client_soon
+from .policy.call import Call
 from .policy.calls import non_business_domain_page
 from .policy.rules import Violation
 from .state import META, RESOLVED_FROM, FlowInfo, Runtime, device_of_flow
@@ -61,10 +62,10 @@ def answered(flow: http.HTTPFlow) -> bool:
         flow.error.msg == flow.error.KILLED_MESSAGE
 
 
-def judgeable(flow: http.HTTPFlow) -> FlowInfo | None:
-    """The flow's info when it is a mini program's call that nothing has answered yet."""
-    info = info_of(flow)
-    return info if info.in_scope and not answered(flow) else None
+def judgeable(flow: http.HTTPFlow) -> Call | None:
+    """The flow's Call when it is a mini program's call that nothing has answered yet."""
+    call = info_of(flow).call
+    return call if call.in_scope and not answered(flow) else None
 
 
 def client_port(flow: http.HTTPFlow) -> int:
@@ -78,9 +79,9 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
     info = info_of(flow)
     req = flow.request
     return {
-        "appid": info.appid,
-        "app_version": info.app_version,
-        "api": info.api,
+        "appid": info.call.appid,
+        "app_version": info.call.app_version,
+        "api": info.call.api,
         "method": req.method,
         "url": req.pretty_url,
         "host": req.pretty_host,
@@ -88,7 +89,7 @@ def flow_fields(flow: http.HTTPFlow) -> dict[str, Any]:
         # The device as /status, ?client= and match.client spell it.
         "client": device_of_flow(flow) or None,
         "flow_id": flow.id,
-        "platform": info.platform,
+        "platform": info.call.platform,
     }
 
 

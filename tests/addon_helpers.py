@@ -44,4 +44,7 @@ def mp_flow(url: str = "https://api.example.com/x", method: str = "GET",
     req.headers["User-Agent"] = "Mozilla/5.0 (iPhone) MicroMessenger MiniProgramEnv/iOS"
     for name, value in headers.items():
         req.headers[name.replace("_", "-")] = value
-    return tflow.tflow(req=req)
+    flow = tflow.tflow(req=req)
+    # The phone's TLS names the host it asks for (tflow's stand-in SNI is "address").
+    flow.client_conn.sni = req.host if req.scheme == "https" else None
+    return flow

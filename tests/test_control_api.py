@@ -11,7 +11,7 @@ import pytest
 from mitmproxy.test import taddons
 from wxgate import events
 from wxgate.background import Background
-from wxgate.control_api import Call, ControlApi
+from wxgate.control_api import ApiCall, ControlApi
 
 from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
 
@@ -115,7 +115,7 @@ def _api(tmp_path: Path) -> tuple[ControlApi, Background]:
 
 
 def _post(api: ControlApi, path: str) -> tuple[int, dict[str, object]]:
-    status, payload = api.handle(Call("POST", *_split(path),
+    status, payload = api.handle(ApiCall("POST", *_split(path),
                                       {"content-type": "application/json"}, b"", "127.0.0.1"))
     assert isinstance(payload, dict)
     return status, payload

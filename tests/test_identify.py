@@ -76,5 +76,5 @@ def test_flow_is_attributed(tmp_path: Path, scope: str, url: str, method: str,
     flow = tflow.tflow(req=req)
     with taddons.context(identify):
         identify.requestheaders(flow)
-    info = info_of(flow)
-    assert (info.in_scope, info.appid, info.api, info.platform) == expected
+    call = info_of(flow).call
+    assert (call.in_scope, call.appid, call.api, call.platform) == expected

@@ -91,7 +91,8 @@ def test_page_loads_to_unlisted_hosts_pass_with_no_violation(
 
     assert drive(runtime, flow, tmp_path) == []
     info = info_of(flow)
-    assert info.in_scope and info.api == header_set.api and info.decision == "allowed"
+    assert info.call.in_scope and info.call.api == header_set.api
+    assert info.decision == "allowed"
     assert flow.response is None and flow.error is None
     # Not a wx API call: its Referer is the engine's, not rewritten to the page-frame one.
     assert flow.request.headers.get("referer") == sent_referer

@@ -36,7 +36,8 @@ _HTML_ACCEPT_RE = re.compile(r"^\s*(text/html|application/xhtml\+xml)", re.IGNOR
 _BODYLESS = frozenset({"GET", "HEAD"})
 # The headers read, by their lower-case name.
 _READ = {"user-agent": "user_agent", "referer": "referer", "upgrade": "upgrade",
-         "content-type": "content_type", "accept": "accept", "sec-fetch-dest": "sec_fetch_dest"}
+         "content-type": "content_type", "accept": "accept", "sec-fetch-dest": "sec_fetch_dest",
+         "xweb_xhr": "xweb_xhr"}
 
 
 def _text(value: str | bytes) -> str:
@@ -49,11 +50,14 @@ class RequestHead:
 
     method: str
     user_agent: str = ""
-    referer: str = ""
+    # None when the request carries no Referer at all.
+    referer: str | None = None
     upgrade: str = ""
     content_type: str = ""
     accept: str = ""
     sec_fetch_dest: str = ""
+    # The Windows client's marker header.
+    xweb_xhr: str = ""
     # Any Sec-Fetch-* header at all: every Chromium engine and WebKit from iOS 16.4 on send
     # them with everything they load; a native HTTP stack never does.
     fetch_metadata: bool = False

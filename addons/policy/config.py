@@ -176,6 +176,10 @@ class Config:
                 return app
         return None
 
+    def default_app(self) -> AppConfig | None:
+        """The app a call is judged against when its Referer names none: the first listed."""
+        return self.apps[0] if self.apps else None
+
 
 # --- parsing ---------------------------------------------------------------------------------
 

@@ -79,12 +79,3 @@ def host_mismatch(connected: str, named: str | None, sni: str | None) -> str | N
                     "judged as neither, never contacted")
     return None
 
-
-def authority_host(authority: str) -> str:
-    """The host part of a Host header or :authority ("h", "h:443", "[::1]:8443")."""
-    text = authority.strip()
-    if text.startswith("["):
-        return text[1:text.find("]")] if "]" in text else text
-    if text.count(":") == 1:
-        return text.split(":", 1)[0]
-    return text

@@ -124,8 +124,9 @@ def test_allowed_socket_echoes(proxy: Proxy):
 )
 def test_bad_socket_is_refused_and_logged(proxy: Proxy, url: str, rule: str):
     assert _refused(proxy, url)
+    # Generous: on a loaded machine the refusal may come as a client-side timeout first.
     lines = proxy.wait_for_log(lambda e: e.get("event") == "violation"
-                               and str(e["url"]).endswith(url.rsplit("/", 1)[1]))
+                               and str(e["url"]).endswith(url.rsplit("/", 1)[1]), timeout=15)
     assert [(line["rule"], line["api"]) for line in lines] == [(rule, "connectSocket")]
     assert lines[0]["errMsg"] == "connectSocket:fail url not in domain list"
 
