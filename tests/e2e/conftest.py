@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.sync.server import Server, ServerConnection, serve
 
 from .harness import Certs, Upstream, make_certs
 
@@ -41,3 +43,23 @@ def resolve_map(upstream: Upstream, plain_upstream: Upstream) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("wxgate")
+
+
+@pytest.fixture(scope="session")
+def ws_upstream(certs: Certs) -> Iterator[Server]:
+    """A WSS echo server (the test sockets' upstream)."""
+    def echo(conn: ServerConnection) -> None:
+        for message in conn:
+            conn.send(message)
+
+    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ws_resolve_map(resolve_map: dict[str, str], ws_upstream: Server) -> dict[str, str]:
+    """`resolve_map` with ws.example.com (wss:// and ws://) pointed at the echo server."""
+    target = f"127.0.0.1:{ws_upstream.socket.getsockname()[1]}"
+    return {**resolve_map, "ws.example.com": target, "ws.example.com:80": target}

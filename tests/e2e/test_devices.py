@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import pytest
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
-from websockets.sync.server import Server, ServerConnection, serve
 
 from .harness import (
     APPID,
@@ -136,23 +135,10 @@ def test_the_eleventh_call_of_one_device_meets_the_limit_the_others_do_not(
 
 
 @pytest.fixture(scope="module")
-def ws_upstream(certs: Certs) -> Iterator[Server]:
-    def echo(conn: ServerConnection) -> None:
-        for message in conn:
-            conn.send(message)
-
-    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def sockets_proxy(session_dir: Path, certs: Certs, resolve_map: dict[str, str],
-                  ws_upstream: Server) -> Iterator[Proxy]:
-    ws_port = ws_upstream.socket.getsockname()[1]
-    resolve = {**resolve_map, "ws.example.com": f"127.0.0.1:{ws_port}"}
-    proxy = start_proxy(session_dir / "devices-sockets", base_config(resolve), certs.ca_file)
+def sockets_proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str]
+                  ) -> Iterator[Proxy]:
+    proxy = start_proxy(session_dir / "devices-sockets", base_config(ws_resolve_map),
+                        certs.ca_file)
     yield proxy
     proxy.stop()
 

@@ -5,7 +5,6 @@ streams of its HTTP/2 connection."""
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
-from websockets.sync.server import Server, ServerConnection, serve
 
 from .harness import MP_HEADERS, REFERER, Certs, Proxy, base_config, start_proxy
 from .test_http2_pool import H2Phone
@@ -22,23 +20,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def ws_upstream(certs: Certs) -> Iterator[Server]:
-    def echo(conn: ServerConnection) -> None:
-        for message in conn:
-            conn.send(message)
-
-    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def proxy(session_dir: Path, certs: Certs, resolve_map: dict[str, str],
-          ws_upstream: Server) -> Iterator[Proxy]:
-    ws_port = ws_upstream.socket.getsockname()[1]
-    resolve = {**resolve_map, "ws.example.com": f"127.0.0.1:{ws_port}"}
-    proxy = start_proxy(session_dir / "h2-phone", base_config(resolve), certs.ca_file)
+def proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str]
+          ) -> Iterator[Proxy]:
+    proxy = start_proxy(session_dir / "h2-phone", base_config(ws_resolve_map),
+                        certs.ca_file)
     yield proxy
     proxy.stop()
 

@@ -5,7 +5,6 @@ proxy, with a real WebSocket client and a real wss echo server."""
 from __future__ import annotations
 
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,7 +13,6 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
-from websockets.sync.server import Server, ServerConnection, serve
 
 from .harness import (
     APPID,
@@ -35,24 +33,10 @@ UA = MP_HEADERS["User-Agent"]
 
 
 @pytest.fixture(scope="module")
-def ws_upstream(certs: Certs) -> Iterator[Server]:
-    def echo(conn: ServerConnection) -> None:
-        for message in conn:
-            conn.send(message)
-
-    server = serve(echo, "127.0.0.1", 0, ssl=certs.server_context)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def proxy(session_dir: Path, certs: Certs, resolve_map: dict[str, str],
-          ws_upstream: Server) -> Iterator[Proxy]:
-    ws_port = ws_upstream.socket.getsockname()[1]
-    resolve = {**resolve_map, "ws.example.com": f"127.0.0.1:{ws_port}",
-               "ws.example.com:80": f"127.0.0.1:{ws_port}"}
-    proxy = start_proxy(session_dir / "referer-sockets", base_config(resolve), certs.ca_file)
+def proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str]
+          ) -> Iterator[Proxy]:
+    proxy = start_proxy(session_dir / "referer-sockets", base_config(ws_resolve_map),
+                        certs.ca_file)
     yield proxy
     proxy.stop()
 
