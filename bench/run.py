@@ -356,7 +356,9 @@ def measure(env: Env, load: str, proxy: Proc, concurrency: int, rep: int, opts: 
 
 async def control_post(port: int, path: str) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # The control API takes state changes as JSON only.
     writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n"
+                 "Content-Type: application/json\r\n"
                  "Connection: close\r\n\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     writer.close()
