@@ -33,6 +33,7 @@ from .devices import parse_device
 from .faults import BackgroundWindow, parse_fault
 from .policy.exposure import is_loopback_peer
 from .state import Runtime
+from .verdict import announced_body
 
 CONTROL_HOST = "wxgate.local"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -50,11 +51,6 @@ class ApiCall:
     headers: dict[str, str]  # lowercased names
     body: bytes
     client: str
-
-
-def _has_body(request: http.Request) -> bool:
-    return "transfer-encoding" in request.headers or \
-        request.headers.get("content-length", "0").strip() not in ("", "0")
 
 
 def _cross_origin(call: ApiCall) -> str | None:
@@ -115,7 +111,7 @@ class ControlApi:
             return
         flow.metadata["wxgate_control"] = True
         # The body arrives after this hook; answer in `request` when there is one.
-        if flow.request.method in ("GET", "DELETE", "HEAD") or not _has_body(flow.request):
+        if flow.request.method in ("GET", "DELETE", "HEAD") or announced_body(flow.request) == 0:
             self._answer(flow, b"")
 
     def request(self, flow: http.HTTPFlow) -> None:

@@ -27,7 +27,6 @@ class IdleConnections:
         self.runtime = runtime
         # client id -> the timer that closes it
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._clients: dict[str, connection.Client] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option("wxgate_head_timeout_ms", int, DEFAULT_HEAD_TIMEOUT_MS,
@@ -66,19 +65,15 @@ class IdleConnections:
         if timeout_ms <= 0:
             return
         loop = asyncio.get_running_loop()
-        self._clients[client.id] = client
-        self._timers[client.id] = loop.call_later(timeout_ms / 1000, self._expire, client.id)
+        self._timers[client.id] = loop.call_later(timeout_ms / 1000, self._expire, client)
 
     def _disarm(self, client: connection.Client) -> None:
         timer = self._timers.pop(client.id, None)
         if timer is not None:
             timer.cancel()
-        self._clients.pop(client.id, None)
 
-    def _expire(self, client_id: str) -> None:
-        self._timers.pop(client_id, None)
-        client = self._clients.pop(client_id, None)
-        if client is None:
+    def _expire(self, client: connection.Client) -> None:
+        if self._timers.pop(client.id, None) is None:
             return
         closed = close_client(client)
         events.logger().info(

@@ -85,11 +85,10 @@ class LocalDestinations:
     def _exempt(self, client: connection.Client, host: str, port: int) -> bool:
         if is_loopback_peer(_client_address(client)) or self.runtime.config.local_destinations:
             return True
-        resolve = self.runtime.config.resolve
-        name = classify_host(host).name
-        # `resolve` targets are the operator's own choice of where to connect.
-        return (name, port) in resolve or (name, None) in resolve or any(
-            (host, port) == dst for dst in resolve.values())
+        config = self.runtime.config
+        # `resolve` sources and targets are the operator's own choice of where to connect.
+        return config.resolve_target(host, port) is not None or \
+            (host, port) in config.resolve.values()
 
     def _own_ports(self) -> set[int]:
         ports = {int(getattr(ctx.options, "wxgate_control_port", 0) or 0)}

@@ -31,7 +31,7 @@ class Resolve:
             return
         req = flow.request
         name = classify_host(info_of(flow).call.host or req.pretty_host).name
-        dst = table.get((name, req.port)) or table.get((name, None))
+        dst = self.runtime.config.resolve_target(name, req.port)
         if dst is None:
             return
         flow.metadata[RESOLVED_FROM] = (name, req.port)

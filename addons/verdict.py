@@ -172,17 +172,25 @@ def record(flow: http.HTTPFlow, violation: Violation, runtime: Runtime, action: 
 MAX_BUFFERED_BLOCKED_BODY = 64 * 1024
 
 
+def announced_body(request: http.Request) -> int | None:
+    """The size of the body a request head announces: 0 for none, None when unknown
+    (chunked, a malformed length, or HTTP/2, which needs no content-length, on a method
+    that carries a body)."""
+    if "transfer-encoding" in request.headers:
+        return None
+    length = request.headers.get("content-length", "").strip()
+    if length:
+        return int(length) if length.isdigit() else None
+    return None if request.is_http2 and request.method.upper() in ("POST", "PUT", "PATCH") \
+        else 0
+
+
 def body_to_come(request: http.Request) -> bool:
     """At `requestheaders`: the request body is still to be read and may be large."""
     if request.raw_content is not None:
         return False  # already read (the `request` stage, or a loaded flow)
-    if "transfer-encoding" in request.headers:
-        return True
-    length = request.headers.get("content-length", "").strip()
-    if length:
-        return not length.isdigit() or int(length) > MAX_BUFFERED_BLOCKED_BODY
-    # HTTP/2 needs no content-length; a method that carries a body may send any size.
-    return request.is_http2 and request.method.upper() in ("POST", "PUT", "PATCH")
+    size = announced_body(request)
+    return size is None or size > MAX_BUFFERED_BLOCKED_BODY
 
 
 def _block(flow: http.HTTPFlow, block_with: str, body: dict[str, Any]) -> None:

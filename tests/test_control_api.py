@@ -172,3 +172,22 @@ def test_status_lists_each_device_with_its_apps_calls_and_rules(tmp_path: Path):
         0, 1, {"socket.exceeded": 1})
     assert api.status()["apps"][APPID]["inflight"] == 1
     assert api.status()["apps"][APPID]["sockets"] == 1
+
+
+def test_an_http2_post_without_content_length_is_answered_with_its_body(tmp_path: Path):
+    """HTTP/2 needs no content-length: the body still arrives before the answer."""
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    api = ControlApi(runtime, Background(runtime))
+    with taddons.context(api):
+        flow = mp_flow("http://wxgate.local/faults", method="POST",
+                       Content_Type="application/json")
+        flow.client_conn.peername = ("127.0.0.1", 50000)
+        flow.request.http_version = "HTTP/2.0"
+        flow.request.data.content = None  # the body is not read yet at requestheaders
+        flow.request.headers.pop("content-length", None)
+        api.requestheaders(flow)
+        assert flow.response is None
+        flow.request.content = json.dumps({"match": {}, "delay_ms": 1}).encode()
+        api.request(flow)
+    assert flow.response is not None and flow.response.status_code == 201

@@ -180,6 +180,11 @@ class Config:
         """The app a call is judged against when its Referer names none: the first listed."""
         return self.apps[0] if self.apps else None
 
+    def resolve_target(self, host: str, port: int) -> tuple[str, int] | None:
+        """Where `resolve:` sends host:port (a `host` key applies to every port), or None."""
+        name = classify_host(host).name
+        return self.resolve.get((name, port)) or self.resolve.get((name, None))
+
 
 # --- parsing ---------------------------------------------------------------------------------
 

@@ -1133,3 +1133,11 @@ def test_business_domains_of_the_wrong_shape_are_located(
 def test_judge_business_domain(raw: str, verdict: str | None) -> None:
     result = judge_business_domain(raw)
     assert (result[0] if result else None) == verdict
+
+
+def test_resolve_target_takes_host_port_before_host_and_normalises_the_name():
+    config = Config(resolve={("api.example.com", 8443): ("127.0.0.1", 1),
+                             ("api.example.com", None): ("127.0.0.1", 2)})
+    assert config.resolve_target("API.Example.com", 8443) == ("127.0.0.1", 1)
+    assert config.resolve_target("api.example.com", 443) == ("127.0.0.1", 2)
+    assert config.resolve_target("other.example.com", 443) is None
