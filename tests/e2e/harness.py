@@ -27,12 +27,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import trustme
 import yaml
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 UPSTREAM_NAMES = [
     "api.example.com", "upload.example.com", "cdn.example.com", "ws.example.com",
     "evil.example.net", "api.weixin.qq.com", "localhost", "127.0.0.1",
 ]
 APPID = "wx0123456789abcdef"
+# How a refused WebSocket reaches the client: a 403 answer, or the connection closed while the
+# client is still writing its handshake (the two race; both are the refusal the phone sees).
+# InvalidStatus is an InvalidHandshake.
+SOCKET_REFUSED = (InvalidHandshake, ConnectionClosed, OSError, EOFError)
 REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"
 MP_HEADERS = {"Referer": REFERER, "User-Agent": "Mozilla/5.0 (Linux; Android 14) "
               "MicroMessenger/8.0.50 MiniProgramEnv/android"}

@@ -20,13 +20,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from .harness import (
     APPID,
     MP_HEADERS,
     REFERER,
+    SOCKET_REFUSED,
     Certs,
     Proxy,
     Reply,
@@ -154,7 +154,7 @@ def _refused(proxy: Proxy, source: str, path: str) -> bool:
     try:
         with _open(proxy, source, path):
             return False
-    except (InvalidHandshake, InvalidStatus, OSError, EOFError):
+    except SOCKET_REFUSED:
         return True
 
 

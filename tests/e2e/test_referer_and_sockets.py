@@ -11,13 +11,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from .harness import (
     APPID,
     MP_HEADERS,
     REFERER,
+    SOCKET_REFUSED,
     Certs,
     Proxy,
     Upstream,
@@ -90,7 +90,7 @@ def _refused(proxy: Proxy, url: str) -> bool:
     try:
         with _open(proxy, url):
             return False
-    except (InvalidHandshake, InvalidStatus, OSError, EOFError):
+    except SOCKET_REFUSED:
         return True
 
 
