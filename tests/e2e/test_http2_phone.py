@@ -53,7 +53,7 @@ def test_websockets_fall_back_to_http1_beside_the_phones_http2_calls(proxy: Prox
         outcomes = phone.wait()
     phone.close()
     assert phone.outcomes[first].status == 200 and len(outcomes) == 1
-    assert proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded")
+    assert proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded", timeout=15)
     refused = proxy.wait_for_log(lambda e: e.get("rule") == "domain.not_listed"
                                  and e.get("api") == "connectSocket")
     assert refused and refused[-1]["host"] == "api.example.com"
