@@ -1,8 +1,9 @@
 """Reading captures for the offline audit: mitmproxy flow files and HAR, indexed by start time.
 
-A flow file is indexed first (start time and byte offset, 16 bytes a flow, and the sort
-order when the file is not already in start order) and then read again one flow at a time
-in start order. A HAR is one JSON document, parsed whole as mitmproxy's own reader does.
+A flow file is indexed first (start time, end time and byte offset, 24 bytes a flow, and
+the sort order when the file is not already in start order) and then read again one flow
+at a time in start order, whole or in parts (`Capture.parts`) that processes replay side by
+side. A HAR is one JSON document, parsed whole as mitmproxy's own reader does.
 Every read is bounded: a length prefix or a file beyond the limits is refused unread, and
 a broken input is one sentence (`InputError`).
 """
@@ -14,7 +15,7 @@ import math
 import os
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -71,6 +72,23 @@ def _before(n: int, word: str, many: str | None = None) -> str:
     return f"the {plural(n, word, many)} before it {'is' if n == 1 else 'are'} still audited"
 
 
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a capture, in start order, that one process judges.
+
+    Positions count flows in start order. The flows in [warm, first) started before this
+    part but are still in flight when its first flow starts (by the index's end times):
+    they are replayed without a word, so that the in-flight and socket counts at `first`
+    are the ones a replay of everything before would hold. `until` is when the next
+    part's first flow starts (inf for the last part).
+    """
+
+    first: int
+    last: int
+    warm: int
+    until: float = math.inf
+
+
 @dataclass
 class Capture:
     """One input file, indexed: how many HTTP flows, their start times, where it broke."""
@@ -78,31 +96,72 @@ class Capture:
     path: Path
     kind: str  # "flows" | "har"
     starts: array[float] = field(default_factory=lambda: array("d"))
+    # When each call stopped being in flight, read from the record without loading it;
+    # only where a capture is split, and the split is checked (`replay`). Flow files only.
+    ends: array[float] = field(default_factory=lambda: array("d"))
     offsets: array[int] = field(default_factory=lambda: array("q"))  # flow files only
     entries: list[Any] = field(default_factory=list)  # HAR only
     damage: str | None = None
     non_http: int = 0
+    _order: Sequence[int] | None = field(default=None, repr=False)
 
     @property
     def count(self) -> int:
         return len(self.starts)
 
-    def in_order(self) -> bool:
-        starts = self.starts
-        return all(starts[i] <= starts[i + 1] for i in range(len(starts) - 1))
+    def order(self) -> Sequence[int]:
+        """The flows' indexes in the order their requests started (computed once)."""
+        if self._order is None:
+            starts = self.starts
+            if all(starts[i] <= starts[i + 1] for i in range(len(starts) - 1)):
+                self._order = range(self.count)
+            else:
+                self._order = array("q", sorted(range(self.count), key=starts.__getitem__))
+        return self._order
 
-    def flows(self) -> Iterator[http.HTTPFlow]:
-        """The HTTP flows before any damage, in the order their requests started.
+    def last_moment(self) -> float:
+        """The latest time the capture shows (a start, or an end it recorded)."""
+        finite = (end for end in self.ends if end < math.inf)
+        return max(max(self.starts, default=0.0), max(finite, default=0.0))
+
+    def whole(self) -> Part:
+        return Part(0, self.count, 0)
+
+    def parts(self, wanted: int, min_flows: int = 5000) -> list[Part]:
+        """At most `wanted` parts of about equal size, none under `min_flows` flows.
+
+        A part starts warm at the earliest flow still in flight when its first flow
+        starts; a call the capture never saw end is in flight to the end, so it makes the
+        next part replay everything from it (correct, only slower). A HAR is one part.
+        """
+        count = min(wanted, self.count // max(min_flows, 1))
+        if self.kind != "flows" or count < 2 or len(self.ends) != self.count:
+            return [self.whole()]
+        order, starts, ends = self.order(), self.starts, self.ends
+        firsts = [round(i * self.count / count) for i in range(count)]
+        parts = []
+        for n, first in enumerate(firsts):
+            last = firsts[n + 1] if n + 1 < count else self.count
+            begins = starts[order[first]]
+            warm = next((j for j in range(first) if ends[order[j]] > begins), first)
+            until = starts[order[last]] if last < self.count else math.inf
+            parts.append(Part(first, last, warm, until))
+        return parts
+
+    def flows(self, part: Part | None = None) -> Iterator[tuple[int, http.HTTPFlow]]:
+        """The HTTP flows of `part` (default: all) before any damage, in the order their
+        requests started, each with its position in that order.
 
         A flow that can't be loaded ends the stream and sets `damage`, so that the flows
         already in flight are still finished and reported.
         """
-        order = range(self.count) if self.in_order() else sorted(
-            range(self.count), key=self.starts.__getitem__)
+        part = part or self.whole()
+        order = self.order()
         if self.kind == "har":
-            for i in order:
+            for position in range(part.warm, part.last):
+                i = order[position]
                 entry, self.entries[i] = self.entries[i], None  # converted once, then let go
-                yield har.request_to_flow(entry)
+                yield position, har.request_to_flow(entry)
             return
         try:
             handle = open_input(self.path, "a capture file", InputError)
@@ -110,7 +169,8 @@ class Capture:
             self.damage = f"{exc} (it changed while it was being audited)"
             return
         with handle as fo:
-            for done, i in enumerate(order):
+            for position in range(part.warm, part.last):
+                i = order[position]
                 fo.seek(self.offsets[i])  # in buffer, no system call, when reading in order
                 changed = "the file changed while it was being audited"
                 try:
@@ -121,14 +181,14 @@ class Capture:
                 except Exception as exc:  # noqa: BLE001 - any failure of mitmproxy's reader
                     reason = _reason(exc) or changed
                 if reason:
-                    before = "no flow was audited before it" if not done else (
-                        f"the {plural(done, 'flow')} that started before it "
-                        f"{'is' if done == 1 else 'are'} still audited")
+                    before = "no flow was audited before it" if not position else (
+                        f"the {plural(position, 'flow')} that started before it "
+                        f"{'is' if position == 1 else 'are'} still audited")
                     self.damage = (f"{self.path}: the flow at byte {self.offsets[i]} cannot "
                                    f"be loaded ({reason}); {before}.")
                     return
                 assert isinstance(loaded, http.HTTPFlow)
-                yield loaded
+                yield position, loaded
 
 
 def open_capture(path: Path, progress: Progress | None = None) -> Capture:
@@ -158,9 +218,9 @@ def open_capture(path: Path, progress: Progress | None = None) -> Capture:
 
 def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | None
                      ) -> Capture:
-    """Start time and offset of each HTTP flow, without building the flows.
+    """Start time, end time and offset of each HTTP flow, without building the flows.
 
-    Only the record framing and each record's `type` and `request` are parsed: a full
+    Only the record framing, each record's `type` and the timestamps are parsed: a full
     load per flow would double the cost of the audit. A record this scan can't place
     is loaded the full way, by mitmproxy's reader.
     """
@@ -175,7 +235,7 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
             break
         if found is None:
             break
-        kind, start = found
+        kind, start, end = found
         if start is None and kind == "http":
             fo.seek(offset)
             try:
@@ -185,10 +245,12 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
                                          fo.tell() >= size)
                 break
             kind = "http" if isinstance(loaded, http.HTTPFlow) else "other"
-            start = start_of(loaded) if isinstance(loaded, http.HTTPFlow) else None
+            if isinstance(loaded, http.HTTPFlow):
+                start, end = start_of(loaded), end_of(loaded)
         records += 1
         if kind == "http" and start is not None:
             capture.starts.append(start)
+            capture.ends.append(end)
             capture.offsets.append(offset)
         else:
             capture.non_http += 1
@@ -197,8 +259,21 @@ def _index_flow_file(path: Path, fo: BinaryIO, size: int, progress: Progress | N
     return capture
 
 
-def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None] | None:
-    """One flow record's type and request start, or None at the end of the file.
+# What the index reads of a flow record: its type, and the timestamps `start_of` and
+# `end_of` use, each nested dict walked for its own keys only.
+_INDEXED: dict[str, Any] = {
+    "type": None,
+    "request": {"timestamp_start": None},
+    "response": {"timestamp_start": None, "timestamp_end": None},
+    "error": {"timestamp": None},
+    "websocket": {"timestamp_end": None},
+}
+_DICT, _NULL = ord("}"), ord("~")
+
+
+def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None, float] | None:
+    """One flow record's type, request start and end (as `end_of`), or None at the end
+    of the file.
 
     Mirrors `tnetstring.load`'s framing checks (and its messages); ValueError when the
     record is not a flow record. A length prefix is checked against the `size` of the
@@ -229,24 +304,59 @@ def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None] | None:
         raise ValueError("not a tnetstring: the record ends early")
     if tag != b"}":
         raise ValueError("not a flow record: not a dictionary")
-    kind: str | None = None
-    start: float | None = None
+    found = _fields(payload, _INDEXED)
+    kind = found.get("type")
+    kind = kind.decode() if isinstance(kind, bytes) else str(kind or "unknown")
+    start = _number((found.get("request") or {}).get("timestamp_start"))
+    return kind, start, _end(start, found) if start is not None else math.inf
+
+
+def _fields(payload: memoryview, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The `wanted` keys of a tnetstring dict's payload; every other value is skipped
+    over by its length prefix, unparsed. A wanted key maps to None (its value, parsed)
+    or to the keys wanted of its value, a dict (None when the value is null)."""
+    found: dict[str, Any] = {}
     while payload:
         key, payload = tnetstring.pop(payload)
         name = key.decode() if isinstance(key, bytes) else key
-        if name in ("type", "request"):
-            value, payload = tnetstring.pop(payload)
-            if name == "type":
-                kind = value.decode() if isinstance(value, bytes) else str(value)
-            elif isinstance(value, dict):
-                stamp = value.get("timestamp_start", value.get(b"timestamp_start"))
-                start = float(stamp) if isinstance(stamp, int | float) else None
-        else:
-            length, rest = tnetstring.split(payload, b":")
-            if len(rest) < length + 1:
-                raise ValueError(f"not a tnetstring: invalid length prefix: {length}")
-            payload = rest[length + 1:]
-    return kind or "unknown", start
+        length, rest = tnetstring.split(payload, b":")
+        if len(rest) < length + 1:
+            raise ValueError(f"not a tnetstring: invalid length prefix: {length}")
+        if name in wanted:
+            inner = wanted[name]
+            if inner is None:
+                found[name], _ = tnetstring.pop(payload)
+            elif rest[length] == _DICT:
+                found[name] = _fields(rest[:length], inner)
+            elif rest[length] == _NULL:
+                found[name] = None
+        payload = rest[length + 1:]
+    return found
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _end(start: float, found: dict[str, Any]) -> float:
+    """`end_of`, from a record's fields."""
+    response, error, websocket = found.get("response"), found.get("error"), found.get(
+        "websocket")
+    ends = [start]
+    if websocket is not None:
+        closed = _number(websocket.get("timestamp_end"))
+        if closed is not None:
+            ends.append(closed)
+        elif error is None:
+            return math.inf
+    elif response is None and error is None:
+        return math.inf
+    if response is not None:
+        ends.append(_number(response.get("timestamp_end"))
+                    or _number(response.get("timestamp_start")) or start)
+    if error is not None and (failed := _number(error.get("timestamp"))):
+        ends.append(failed)
+    return max(ends)
 
 
 def _amount(size: int) -> str:

@@ -28,6 +28,10 @@ class Slots:
     def counts(self) -> dict[Any, int]:
         return {key: len(held) for key, held in self._held.items() if held}
 
+    def holders(self) -> dict[Any, frozenset[Any]]:
+        """Who holds a slot, per key: the state a replay compares where it was split."""
+        return {key: frozenset(held) for key, held in self._held.items() if held}
+
     def keys(self) -> set[Any]:
         """Every key with a slot held or a holder waiting."""
         return set(self._held) | set(self._waiting)

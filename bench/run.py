@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import shutil
 import socket
 import ssl
@@ -479,8 +480,56 @@ def audit_wired(env: Env) -> bool:
         line.strip().startswith("audit") for line in done.stdout.splitlines())
 
 
+# Reading the flows and nothing else: what the audit's speed and memory are measured against.
+DESERIALISE = """
+import sys
+from mitmproxy.io import FlowReader
+with open(sys.argv[1], "rb") as fo:
+    for flow in FlowReader(fo).stream():
+        pass
+"""
+
+
+def _tree_pss_kb(pid: int) -> int:
+    """Memory of a process and all its descendants now, in KiB (Linux /proc): the
+    proportional set size, so that pages a forked process shares with its parent count
+    once, not once per process as RSS counts them."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
+            total += int(next(line.split()[1] for line in rollup.splitlines()
+                              if line.startswith("Pss:")))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def measured(args: list[str], cwd: Path) -> dict[str, Any]:
+    """Run a command; wall time, the peak RSS of its largest process (from wait4) and the
+    peak memory of all its processes together (PSS, sampled every 20 ms)."""
+    began = time.monotonic()
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    tree_peak = 0
+    while proc.poll() is None:
+        tree_peak = max(tree_peak, _tree_pss_kb(proc.pid))
+        time.sleep(0.02)
+    seconds = time.monotonic() - began
+    # Popen reaped it: its own peak and that of its reaped children are in RUSAGE_CHILDREN,
+    # which keeps a maximum over all children so far, so each command runs in a fresh
+    # helper process (see audit_bench) to read it alone.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    return {"seconds": seconds, "exit": proc.returncode, "rss_mb": usage.ru_maxrss / 1024,
+            "tree_mb": tree_peak / 1024, "stderr": stderr[-2000:]}
+
+
 def audit_bench(env: Env, flows: int) -> dict[str, Any]:
-    """`wxgate audit` against `mitmdump -n -q -r` on the same capture; None when not wired."""
+    """`wxgate audit` (one process, then every core) against reading the flows alone and
+    against `mitmdump -n -q -r`, on the same capture, each in a fresh process."""
     if not audit_wired(env):
         return {"status": "not run: audit not wired yet (`wxgate --help` has no audit)"}
     sys.path.insert(0, str(ROOT / "bench"))
@@ -490,26 +539,44 @@ def audit_bench(env: Env, flows: int) -> dict[str, Any]:
     config.write_text(CONFIG)
     say(f"audit: writing {flows:,} synthetic flows")
     write_capture(capture, flows)
+    python = env.bindir / "python"
     result: dict[str, Any] = {"flows": flows, "mb": capture.stat().st_size / 1e6}
+    wxgate_audit = [str(env.bindir / "wxgate"), "audit", str(capture), "-c", str(config),
+                    "--no-progress"]
     commands = {
-        "mitmdump": [str(env.bindir / "mitmdump"), "-n", "-q", "-r", str(capture),
-                     "--set", f"confdir={env.confdir}"],
-        "wxgate audit": [str(env.bindir / "wxgate"), "audit", str(capture), "-c", str(config),
-                         "--jsonl", str(env.work / "audit.jsonl")],
+        "deserialise only": [str(python), "-c", DESERIALISE, str(capture)],
+        "mitmdump -n -q -r": [str(env.bindir / "mitmdump"), "-n", "-q", "-r", str(capture),
+                              "--set", f"confdir={env.confdir}"],
+        "wxgate audit --jobs 1": [*wxgate_audit, "--jobs", "1", "--jsonl",
+                                  str(env.work / "audit-1.jsonl")],
+        "wxgate audit": [*wxgate_audit, "--jsonl", str(env.work / "audit-n.jsonl")],
     }
     for name, args in commands.items():
-        say(f"audit: {' '.join(Path(a).name if a.startswith('/') else a for a in args)}")
-        began = time.monotonic()
-        done = subprocess.run(args, capture_output=True, text=True, cwd=env.work,
-                              timeout=3600)
-        seconds = time.monotonic() - began
-        if done.returncode not in (0, 1):
-            raise RuntimeError(f"{name} exited {done.returncode}: {done.stderr[-2000:]}")
-        result[name] = {"seconds": seconds, "flows_per_s": flows / seconds,
-                        "exit": done.returncode}
-        say(f"audit: {name}: {seconds:.1f} s, {flows / seconds:,.0f} flows/s")
+        say(f"audit: {name}")
+        # A fresh interpreter per command, so that RUSAGE_CHILDREN holds this one alone.
+        probe = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--measure-json", json.dumps(args)],
+            capture_output=True, text=True, cwd=env.work, timeout=3600)
+        found = json.loads(probe.stdout.strip().splitlines()[-1])
+        if found["exit"] not in (0, 1):
+            raise RuntimeError(f"{name} exited {found['exit']}: {found['stderr']}")
+        found["flows_per_s"] = flows / found["seconds"]
+        result[name] = found
+        say(f"audit: {name}: {found['seconds']:.1f} s, {found['rss_mb']:.0f} MB "
+            f"(all processes {found['tree_mb']:.0f} MB PSS)")
+    one, many = (sorted((env.work / f"audit-{n}.jsonl").read_text().splitlines())
+                 for n in ("1", "n"))
+    result["same_lines"] = [_without_timestamp(x) for x in one] == [
+        _without_timestamp(x) for x in many]
+    result["lines"] = len(one)
     result["status"] = "run"
     return result
+
+
+def _without_timestamp(line: str) -> str:
+    event = json.loads(line)
+    event.pop("timestamp", None)
+    return json.dumps(event, sort_keys=True)
 
 
 # --------------------------------------------------------------------------- profile
@@ -691,7 +758,11 @@ def main() -> int:
     parser.add_argument("--baseline-src", metavar="DIR",
                         help="also run wxgate from another checkout (e.g. before a change) "
                              "as `wxgate-base`, interleaved with the others")
+    parser.add_argument("--measure-json", help=argparse.SUPPRESS)
     opts = parser.parse_args()
+    if opts.measure_json:  # the fresh process audit_bench runs one command in
+        print(json.dumps(measured(json.loads(opts.measure_json), Path.cwd())))
+        return 0
     if opts.quick:
         opts.seconds, opts.reps, opts.trials, opts.audit_flows = 2.0, 1, 20, 2000
     skip = set(filter(None, opts.skip.split(",")))
@@ -822,15 +893,26 @@ def report(stamp: str, command: str, env: Env, opts: Any, runs: list[Run],
             "call's connection closed (grace 1 s: 4 running calls per trial).", "",
             precision_table(found), ""]
     if audit.get("status") == "run":
-        m, w = audit["mitmdump"], audit["wxgate audit"]
+        base = audit["deserialise only"]
         lines += [
-            f"**Audit throughput** on {audit['flows']:,} synthetic flows "
-            f"({audit['mb']:.0f} MB, bench/audit_memory.py's capture):", "",
-            "| command | seconds | flows/s |", "|---|---:|---:|",
-            f"| `mitmdump -n -q -r FILE` | {m['seconds']:.1f} | {m['flows_per_s']:,.0f} |",
-            f"| `wxgate audit FILE -c CONFIG --jsonl OUT` | {w['seconds']:.1f} | "
-            f"{w['flows_per_s']:,.0f} |",
-            "", f"wxgate audit / mitmdump time: {w['seconds'] / m['seconds']:.2f}x", ""]
+            f"**Audit** of {audit['flows']:,} synthetic flows ({audit['mb']:.0f} MB, "
+            "bench/audit_memory.py's capture: a call every 20 ms, so no moment without a call "
+            "in flight), each command in a fresh process, one after the other. Speed is "
+            "`deserialise only` time / command time; peak RSS is the largest process's (wait4); "
+            "`all processes` is the peak of their proportional set sizes added up (PSS: a "
+            "page shared by forked processes counts once), sampled every 20 ms.", "",
+            "| command | seconds | flows/s | speed vs deserialise | peak RSS MB | "
+            "all processes PSS MB | RSS vs deserialise |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+        for name in ("deserialise only", "mitmdump -n -q -r", "wxgate audit --jobs 1",
+                     "wxgate audit"):
+            row = audit[name]
+            lines.append(
+                f"| `{name}` | {row['seconds']:.1f} | {row['flows_per_s']:,.0f} | "
+                f"{base['seconds'] / row['seconds']:.2f}x | {row['rss_mb']:.0f} | "
+                f"{row['tree_mb']:.0f} | {row['rss_mb'] / base['rss_mb']:.2f}x |")
+        lines += ["", f"The one-process and the all-cores audit wrote the same "
+                      f"{audit['lines']:,} lines: {'yes' if audit['same_lines'] else 'NO'}.", ""]
     elif audit.get("status") != "skipped":
         lines += [f"**Audit throughput**: {audit['status']}.", ""]
     if profiled:

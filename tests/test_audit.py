@@ -13,9 +13,9 @@ import pytest
 from mitmproxy import http, tls
 from mitmproxy import log as mitmproxy_log
 from mitmproxy.io import FlowWriter, tnetstring
-from wxgate import audit as audit_module
 from wxgate import capture as capture_module
 from wxgate import events
+from wxgate import replay as replay_module
 from wxgate.cli import main as cli_main
 from wxgate.pipeline import make_addons
 from wxgate.progress import Progress
@@ -398,7 +398,7 @@ def probe(monkeypatch: pytest.MonkeyPatch) -> Probe:
     def with_probe(runtime: Runtime | None = None) -> list[object]:
         return [*make_addons(runtime), added]
 
-    monkeypatch.setattr(audit_module, "make_addons", with_probe)
+    monkeypatch.setattr(replay_module, "make_addons", with_probe)
     return added
 
 
@@ -442,7 +442,7 @@ def test_the_tls_chain_a_capture_kept_is_judged_by_the_tls_addon(
             addons.append(tls_audit.TlsAudit(runtime))
         return addons
 
-    monkeypatch.setattr(audit_module, "make_addons", with_tls)
+    monkeypatch.setattr(replay_module, "make_addons", with_tls)
     good, root = tls_chain()
     root_file = tmp_path / "root.pem"
     root.cert_pem.write_to_path(str(root_file))
@@ -490,7 +490,7 @@ def test_an_addon_that_crashes_fails_the_audit_closed(
         def request(self, flow: http.HTTPFlow) -> None:
             raise RuntimeError("boom")
 
-    monkeypatch.setattr(audit_module, "make_addons",
+    monkeypatch.setattr(replay_module, "make_addons",
                         lambda runtime=None: [*make_addons(runtime), Broken()])
     capture = write_flows(tmp_path / "ok.mitm", [
         make_flow("https://api.example.com/a", start=T0, headers=MP)])
@@ -518,7 +518,7 @@ def test_passthrough_hosts_are_not_judged_as_the_proxy_tunnels_them(tmp_path: Pa
 
 def test_the_audit_drops_resolve_and_faults_but_keeps_every_rule(tmp_path: Path):
     runtime = runtime_for(tmp_path)
-    config = audit_module.audit_config(runtime.config)
+    config = replay_module.audit_config(runtime.config)
     assert config.resolve == {} and config.faults == ()
     assert config.apps == runtime.config.apps and config.limits == runtime.config.limits
 

@@ -1,0 +1,143 @@
+"""The audit's engine: a capture replayed in parts, side by side, finds exactly what one
+replay finds; the cut is checked, and a cut that does not hold is replayed whole."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import multiprocessing
+from array import array
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import connection, http
+from wxgate import replay as replay_module
+from wxgate.capture import Capture, Part, open_capture
+from wxgate.policy.config import load_config
+from wxgate.progress import Progress
+from wxgate.replay import Replayed, replay
+
+from .audit_helpers import CONFIG, MP, T0, make_flow, tls_chain, write_config, write_flows
+
+# Concurrency 3, so that a few overlapping calls cross the limit on either side of a cut.
+SMALL_LIMITS = CONFIG.replace("log:\n", "limits:\n  concurrency: 3\nlog:\n")
+
+
+def mixed_session() -> list[http.HTTPFlow]:
+    """Forty calls over 40 s: bursts over the limit, a socket open across the whole
+    capture, violations of several kinds, one upstream TLS connection reused throughout,
+    a call that never ends and one that outlives the networkTimeout."""
+    chain, _ = tls_chain()
+    shared = connection.Server(address=("api.example.com", 443), sni="api.example.com",
+                               tls_version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256",
+                               certificate_list=chain, timestamp_tls_setup=T0)
+    flows = [make_flow("wss://ws.example.com/chat", start=T0, websocket_for=60.0, headers=MP)]
+    for i in range(40):
+        start = T0 + i
+        kind = i % 8
+        if kind == 0:  # a burst of five overlapping 2.5 s calls: two over the limit
+            flows += [make_flow(f"https://api.example.com/burst/{i}/{n}", start=start + n * 0.01,
+                                duration=2.5, headers=MP) for n in range(5)]
+        elif kind == 3:
+            flows.append(make_flow(f"https://evil.example.net/track/{i}", start=start,
+                                   headers=MP))
+        elif kind == 5:
+            flows.append(make_flow(f"http://api.example.com/plain/{i}", start=start,
+                                   headers=MP))
+        elif kind == 6:
+            flows.append(make_flow(f"https://api.example.com/slow/{i}", start=start,
+                                   duration=6.0, headers=MP))
+        else:
+            call = make_flow(f"https://api.example.com/ok/{i}", start=start, headers=MP)
+            call.server_conn = shared
+            flows.append(call)
+    hanging = make_flow("https://api.example.com/hanging", start=T0 + 12.5, headers=MP)
+    hanging.response = None
+    flows.append(hanging)
+    return flows
+
+
+def lines(text: str) -> Counter[str]:
+    """Every line but its `timestamp` (only a line about no flow has the audit's clock)."""
+    return Counter(json.dumps({k: v for k, v in json.loads(line).items() if k != "timestamp"},
+                              sort_keys=True) for line in text.splitlines())
+
+
+def run(tmp_path: Path, jobs: int) -> tuple[Replayed, str]:
+    """Replay the session (written once, so both runs see the same flow ids)."""
+    path = tmp_path / "session.mitm"
+    if not path.exists():
+        write_flows(path, mixed_session())
+    capture = open_capture(path)
+    config = load_config(write_config(tmp_path, SMALL_LIMITS))
+    out = io.StringIO()
+    found = replay(capture, config, out, opts={}, progress=Progress(enabled=False), jobs=jobs)
+    return found, out.getvalue()
+
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_module, "MIN_PART_FLOWS", 5)
+
+
+@pytest.mark.parametrize("jobs", [2, 3, 7])
+def test_a_capture_replayed_in_parts_logs_exactly_what_one_replay_logs(
+        tmp_path: Path, small_parts: None, jobs: int):
+    whole, one = run(tmp_path, jobs=1)
+    parted, many = run(tmp_path, jobs=jobs)
+    assert (whole.parts, parted.parts) == (1, jobs)
+    assert lines(many) == lines(one)
+    assert parted.stats == whole.stats and parted.errors == whole.errors == []
+    rules = Counter(json.loads(line).get("rule") for line in one.splitlines())
+    # Not a vacuous comparison: the calls over the limit, the socket, the timeouts.
+    assert rules == {"concurrency.exceeded": 27, "tls.untrusted": 20, "timeout.exceeded": 6,
+                     "domain.not_listed": 5, "scheme.insecure": 5}
+
+
+def test_a_part_starts_warm_at_the_earliest_call_still_in_flight_at_its_cut():
+    capture = Capture(Path("x.mitm"), "flows")
+    # Five calls; the second runs until 10, across every later start.
+    for start, end in [(0, 1), (1, 10), (2, 3), (3, 4), (4, 5), (5, 6)]:
+        capture.starts.append(start)
+        capture.ends.append(end)
+        capture.offsets.append(0)
+    assert capture.parts(2, min_flows=1) == [Part(0, 3, 0, 3.0), Part(3, 6, 1, math.inf)]
+    assert capture.parts(2, min_flows=4) == [capture.whole()]  # too small to cut
+    capture.ends[1] = math.inf  # never ended: in flight to the end of the capture
+    assert capture.parts(3, min_flows=1)[2] == Part(4, 6, 1, math.inf)
+    har = Capture(Path("x.har"), "har", starts=array("d", range(20)))
+    assert har.parts(4, min_flows=1) == [har.whole()]
+
+
+def test_a_cut_whose_slots_do_not_match_is_replayed_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Parts that skip their warm-up rebuild too few calls in flight at the cut: the check
+    sees it, and the capture is replayed again in one process, with the same lines."""
+    _, one = run(tmp_path, jobs=1)
+
+    def cold(self: Capture, wanted: int, min_flows: int = 0) -> list[Part]:
+        middle = self.count // 2
+        return [Part(0, middle, 0, self.starts[self.order()[middle]]),
+                Part(middle, self.count, middle)]
+
+    monkeypatch.setattr(Capture, "parts", cold)
+    found, out = run(tmp_path, jobs=2)
+    assert found.parts == 1
+    assert lines(out) == lines(one)
+
+
+def test_a_part_that_fails_in_its_process_stops_the_audit_with_its_reason(
+        tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch):
+    replay_part = replay_module._replay_part
+
+    def broken(*args: Any) -> Replayed:
+        if multiprocessing.parent_process() is not None:  # the second part's process
+            raise MemoryError("out of memory")
+        return replay_part(*args)
+
+    monkeypatch.setattr(replay_module, "_replay_part", broken)
+    with pytest.raises(RuntimeError, match=r"part 2 of session.mitm: MemoryError: out of memory"):
+        run(tmp_path, jobs=2)
