@@ -9,6 +9,8 @@ import math
 import multiprocessing
 from array import array
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +80,24 @@ def run(tmp_path: Path, jobs: int) -> tuple[Replayed, str]:
     return found, out.getvalue()
 
 
-@pytest.fixture
-def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay_module, "MIN_PART_FLOWS", 5)
+def single_threaded(body: Callable[..., Any], *args: Any) -> Any:
+    """Run `body` in a fresh interpreter, single-threaded as `wxgate audit` is, so that
+    the parts' processes are forked as they are there (this test process holds the e2e
+    servers' threads, and a fork beside threads may deadlock). What it raises is raised
+    here."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(body, *args).result(timeout=120)
+
+
+def whole_then_parts(tmp_path: Path, jobs: int) -> tuple[Replayed, str, Replayed, str]:
+    replay_module.MIN_PART_FLOWS = 5
+    return (*run(tmp_path, jobs=1), *run(tmp_path, jobs=jobs))
 
 
 @pytest.mark.parametrize("jobs", [2, 3, 7])
 def test_a_capture_replayed_in_parts_logs_exactly_what_one_replay_logs(
-        tmp_path: Path, small_parts: None, jobs: int):
-    whole, one = run(tmp_path, jobs=1)
-    parted, many = run(tmp_path, jobs=jobs)
+        tmp_path: Path, jobs: int):
+    whole, one, parted, many = single_threaded(whole_then_parts, tmp_path, jobs)
     assert (whole.parts, parted.parts) == (1, jobs)
     assert lines(many) == lines(one)
     assert parted.stats == whole.stats and parted.errors == whole.errors == []
@@ -112,32 +122,47 @@ def test_a_part_starts_warm_at_the_earliest_call_still_in_flight_at_its_cut():
     assert har.parts(4, min_flows=1) == [har.whole()]
 
 
-def test_a_cut_whose_slots_do_not_match_is_replayed_whole(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _cold(self: Capture, wanted: int, min_flows: int = 0) -> list[Part]:
+    """Two parts, the second without its warm-up."""
+    middle = self.count // 2
+    return [Part(0, middle, 0, self.starts[self.order()[middle]]),
+            Part(middle, self.count, middle)]
+
+
+def whole_then_cold_parts(tmp_path: Path) -> tuple[Replayed, str, Replayed, str]:
+    one = run(tmp_path, jobs=1)
+    Capture.parts = _cold  # type: ignore[method-assign]
+    return (*one, *run(tmp_path, jobs=2))
+
+
+def test_a_cut_whose_slots_do_not_match_is_replayed_whole(tmp_path: Path):
     """Parts that skip their warm-up rebuild too few calls in flight at the cut: the check
     sees it, and the capture is replayed again in one process, with the same lines."""
-    _, one = run(tmp_path, jobs=1)
-
-    def cold(self: Capture, wanted: int, min_flows: int = 0) -> list[Part]:
-        middle = self.count // 2
-        return [Part(0, middle, 0, self.starts[self.order()[middle]]),
-                Part(middle, self.count, middle)]
-
-    monkeypatch.setattr(Capture, "parts", cold)
-    found, out = run(tmp_path, jobs=2)
+    _, one, found, out = single_threaded(whole_then_cold_parts, tmp_path)
     assert found.parts == 1
     assert lines(out) == lines(one)
 
 
-def test_a_part_that_fails_in_its_process_stops_the_audit_with_its_reason(
-        tmp_path: Path, small_parts: None, monkeypatch: pytest.MonkeyPatch):
-    replay_part = replay_module._replay_part
+def _broken_in_a_worker(*args: Any) -> Replayed:
+    if multiprocessing.parent_process() is not None and \
+            multiprocessing.current_process().name.startswith("wxgate-audit-"):
+        raise MemoryError("out of memory")
+    return _REPLAY_PART(*args)
 
-    def broken(*args: Any) -> Replayed:
-        if multiprocessing.parent_process() is not None:  # the second part's process
-            raise MemoryError("out of memory")
-        return replay_part(*args)
 
-    monkeypatch.setattr(replay_module, "_replay_part", broken)
-    with pytest.raises(RuntimeError, match=r"part 2 of session.mitm: MemoryError: out of memory"):
+_REPLAY_PART = replay_module._replay_part
+
+
+def parts_with_a_broken_worker(tmp_path: Path) -> str:
+    replay_module.MIN_PART_FLOWS = 5
+    replay_module._replay_part = _broken_in_a_worker
+    try:
         run(tmp_path, jobs=2)
+    except RuntimeError as exc:
+        return str(exc)
+    return "no error"
+
+
+def test_a_part_that_fails_in_its_process_stops_the_audit_with_its_reason(tmp_path: Path):
+    assert single_threaded(parts_with_a_broken_worker, tmp_path) == (
+        "part 2 of session.mitm: MemoryError: out of memory")
