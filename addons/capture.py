@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from mitmproxy import http
-from mitmproxy.io import FlowReader, har, tnetstring
+from mitmproxy.io import FlowReader, har
 
 from .progress import Progress
 from .report import open_input
@@ -268,7 +268,7 @@ _INDEXED: dict[str, Any] = {
     "error": {"timestamp": None},
     "websocket": {"timestamp_end": None},
 }
-_DICT, _NULL = ord("}"), ord("~")
+_DICT, _NULL, _FLOAT, _INT, _STR, _BYTES = (ord(c) for c in "}~^#;,")
 
 
 def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None, float] | None:
@@ -298,40 +298,67 @@ def _scan_record(fo: BinaryIO, size: int) -> tuple[str, float | None, float] | N
     if length > MAX_RECORD_BYTES:
         raise ValueError(f"a record of {length:,} bytes, over the {_amount(MAX_RECORD_BYTES)} "
                          "that the audit reads")
-    payload = memoryview(fo.read(length))
+    payload = fo.read(length)
     tag = fo.read(1)
     if len(payload) < length or tag == b"":
         raise ValueError("not a tnetstring: the record ends early")
     if tag != b"}":
         raise ValueError("not a flow record: not a dictionary")
-    found = _fields(payload, _INDEXED)
+    found = _fields(payload, 0, len(payload), _INDEXED)
     kind = found.get("type")
     kind = kind.decode() if isinstance(kind, bytes) else str(kind or "unknown")
     start = _number((found.get("request") or {}).get("timestamp_start"))
     return kind, start, _end(start, found) if start is not None else math.inf
 
 
-def _fields(payload: memoryview, wanted: dict[str, Any]) -> dict[str, Any]:
-    """The `wanted` keys of a tnetstring dict's payload; every other value is skipped
-    over by its length prefix, unparsed. A wanted key maps to None (its value, parsed)
-    or to the keys wanted of its value, a dict (None when the value is null)."""
+def _fields(data: bytes, start: int, end: int, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The `wanted` keys of the tnetstring dict whose payload is data[start:end]; every
+    other value is skipped over by its length prefix, unparsed. A wanted key maps to
+    None (its value, a scalar) or to the keys wanted of its value, a dict (None when the
+    value is null). By offsets into one bytes object: mitmproxy's `tnetstring.pop` slices
+    a memoryview per item and reads length prefixes a byte at a time, which made this
+    scan a third of the time it takes to load the flows."""
     found: dict[str, Any] = {}
-    while payload:
-        key, payload = tnetstring.pop(payload)
-        name = key.decode() if isinstance(key, bytes) else key
-        length, rest = tnetstring.split(payload, b":")
-        if len(rest) < length + 1:
-            raise ValueError(f"not a tnetstring: invalid length prefix: {length}")
-        if name in wanted:
-            inner = wanted[name]
-            if inner is None:
-                found[name], _ = tnetstring.pop(payload)
-            elif rest[length] == _DICT:
-                found[name] = _fields(rest[:length], inner)
-            elif rest[length] == _NULL:
-                found[name] = None
-        payload = rest[length + 1:]
+    pos = start
+    while pos < end and len(found) < len(wanted):
+        pos, key_start, key_stop, _ = _item(data, pos, end)
+        pos, value_start, value_stop, tag = _item(data, pos, end)
+        name = data[key_start:key_stop].decode("utf-8", "replace")
+        if name not in wanted:
+            continue
+        inner = wanted[name]
+        if inner is None:
+            found[name] = _scalar(tag, data[value_start:value_stop])
+        elif tag == _DICT:
+            found[name] = _fields(data, value_start, value_stop, inner)
+        elif tag == _NULL:
+            found[name] = None
     return found
+
+
+def _item(data: bytes, pos: int, end: int) -> tuple[int, int, int, int]:
+    """One tnetstring item at `pos`: where the next begins, its payload's bounds, its tag."""
+    colon = data.find(b":", pos, pos + 13)
+    digits = data[pos:colon]
+    if not 0 <= colon < end or not digits.isdigit():
+        raise ValueError("not a tnetstring: missing or invalid length prefix")
+    start = colon + 1
+    stop = start + int(digits)
+    if stop >= end:
+        raise ValueError(f"not a tnetstring: invalid length prefix: {int(digits)}")
+    return stop + 1, start, stop, data[stop]
+
+
+def _scalar(tag: int, raw: bytes) -> Any:
+    if tag == _FLOAT:
+        return float(raw)
+    if tag == _INT:
+        return int(raw)
+    if tag == _STR:
+        return raw.decode("utf-8", "replace")
+    if tag == _BYTES:
+        return raw
+    return None
 
 
 def _number(value: Any) -> float | None:

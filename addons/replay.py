@@ -309,10 +309,11 @@ class Auditor:
         The Passthrough addon decides in `tls_clienthello`, which a capture can't replay;
         the same patterns are applied here to the name the client asked for.
         """
-        if captured.request.scheme not in ("https", "wss"):
+        patterns = self.runtime.passthrough
+        if not patterns or captured.request.scheme not in ("https", "wss"):
             return False
         sni = captured.server_conn.sni or captured.request.pretty_host
-        return bool(sni) and any(p.search(sni) for p in self.runtime.passthrough)
+        return bool(sni) and any(p.search(sni) for p in patterns)
 
     async def _begin(self, captured: http.HTTPFlow, start: float, silent: bool) -> _Held:
         end = end_of(captured)
