@@ -7,6 +7,9 @@ Runs first among the judging addons; the others read the Call from `info_of(flow
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Set
+
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import parse_authority
 
@@ -22,9 +25,33 @@ def onboarding_host() -> str:
     return str(getattr(ctx.options, "onboarding_host", "mitm.it"))
 
 
+# The longest Host header whose host is remembered: a DNS name and a port.
+_MAX_AUTHORITY = 300
+
+
+@functools.lru_cache(maxsize=1024)
+def _authority_host(host_header: str) -> str:
+    # mitmproxy's IDNA check of the name cost more than any rule; a phone names a few hosts.
+    return parse_authority(host_header, check=False)[0]
+
+
+def named_host(host_header: str) -> str:
+    """`req.pretty_host` of a request with this Host header (or :authority)."""
+    if len(host_header) > _MAX_AUTHORITY:
+        return parse_authority(host_header, check=False)[0]
+    return _authority_host(host_header)
+
+
 class IdentifyApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # Read on the first call after the option changes: an option lookup per call cost
+        # as much as a rule.
+        self._onboarding: str | None = None
+
+    def configure(self, updated: Set[str]) -> None:
+        if "onboarding_host" in updated:
+            self._onboarding = None
 
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -34,8 +61,10 @@ class IdentifyApp:
         req = flow.request
         host_header = req.host_header
         # `req.pretty_host`, without looking the header up twice.
-        host = parse_authority(host_header, check=False)[0] if host_header else req.host
-        if host.lower() in (onboarding_host(), CONTROL_HOST):
+        host = named_host(host_header) if host_header else req.host
+        if self._onboarding is None:
+            self._onboarding = onboarding_host()
+        if host.lower() in (self._onboarding, CONTROL_HOST):
             return
         info = info_of(flow)
         info.call = call = identify(

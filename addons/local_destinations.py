@@ -16,6 +16,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Set
 
 from mitmproxy import connection, ctx, http
 from mitmproxy.proxy import server_hooks
@@ -36,6 +37,13 @@ class LocalDestinations:
         self.runtime = runtime
         self.own: set[IPAddress] = set()
         self._dns: dict[str, tuple[float, bool]] = {}
+        # Read again after the options change: a call to a local address (a dev server on
+        # this machine) asked the options twice.
+        self._ports: set[int] | None = None
+
+    def configure(self, updated: Set[str]) -> None:
+        if updated & {"wxgate_control_port", "web_port"}:
+            self._ports = None
 
     def running(self) -> None:
         self.own.update(ipaddress.ip_address(a) for a in lan_addresses())
@@ -91,11 +99,13 @@ class LocalDestinations:
             (host, port) in config.resolve.values()
 
     def _own_ports(self) -> set[int]:
-        ports = {int(getattr(ctx.options, "wxgate_control_port", 0) or 0)}
-        if "web_port" in ctx.options:
-            ports.add(int(ctx.options.web_port))
-        ports.discard(0)
-        return ports
+        if self._ports is None:
+            ports = {int(getattr(ctx.options, "wxgate_control_port", 0) or 0)}
+            if "web_port" in ctx.options:
+                ports.add(int(ctx.options.web_port))
+            ports.discard(0)
+            self._ports = ports
+        return self._ports
 
     async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """The last word before a socket opens: also names that resolve to this machine."""

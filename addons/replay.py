@@ -67,7 +67,7 @@ from .capture import Capture, Part, end_of, start_of
 from .pipeline import make_addons
 from .policy.config import Config
 from .progress import Progress
-from .state import META, RESOLVED_FROM, Runtime
+from .state import META, REFERER_SENT, RESOLVED_FROM, Runtime
 from .verdict import info_of
 
 # Server connections already announced; bounded so that memory stays flat.
@@ -323,7 +323,7 @@ class Auditor:
         # On the wire none of these exist yet while the request hooks run.
         captured.response, captured.error, captured.websocket = None, None, None
         captured.metadata.pop(META, None)  # judged afresh, whatever a live run recorded
-        _unresolve(captured)
+        _as_sent(captured)
         self.collector.times[captured.id] = start
         if silent:
             self.collector.silent.add(captured.id)
@@ -406,18 +406,25 @@ class Auditor:
                 self.stats.tls_chains += 1
 
 
-def _unresolve(captured: http.HTTPFlow) -> None:
-    """A flow saved by a proxy that `resolve`d it holds the request as pointed at the
-    target; the client asked for the name it recorded. The audit judges that (and
-    connects nothing), so the request gets the name back, its Host header untouched."""
-    asked = captured.metadata.pop(RESOLVED_FROM, None)
-    if not (isinstance(asked, list | tuple) and len(asked) == 2
-            and isinstance(asked[0], str) and isinstance(asked[1], int)):
-        return
+def _as_sent(captured: http.HTTPFlow) -> None:
+    """A flow saved by the proxy holds the request as wxgate changed it: pointed at its
+    `resolve` target, with the canonical Referer. The audit judges what the client sent
+    (and connects nothing), so the request gets back the name and port the client asked
+    for, its Host header untouched, and the Referer it sent."""
+    metadata = captured.metadata
     request = captured.request
-    host_header = request.host_header
-    request.host, request.port = asked
-    request.host_header = host_header
+    asked = metadata.pop(RESOLVED_FROM, None)
+    if (isinstance(asked, list | tuple) and len(asked) == 2 and isinstance(asked[0], str)
+            and isinstance(asked[1], int)):
+        host_header = request.host_header
+        request.host, request.port = asked
+        request.host_header = host_header
+    if REFERER_SENT in metadata:
+        referer = metadata.pop(REFERER_SENT)
+        if isinstance(referer, str):
+            request.headers["Referer"] = referer
+        elif referer is None:
+            request.headers.pop("Referer", None)
 
 
 def audit_config(config: Config) -> Config:

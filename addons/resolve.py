@@ -30,13 +30,17 @@ class Resolve:
         if not table or answered(flow):
             return
         req = flow.request
+        port = req.port
         name = classify_host(info_of(flow).call.host or req.pretty_host).name
-        dst = self.runtime.config.resolve_target(name, req.port)
+        dst = self.runtime.config.resolve_target(name, port)
         if dst is None:
             return
-        flow.metadata[RESOLVED_FROM] = (name, req.port)
+        flow.metadata[RESOLVED_FROM] = (name, port)
         host_header = req.host_header
-        req.host, req.port = dst
+        # What `req.host, req.port = dst` does, with the Host header and authority rewritten
+        # once instead of twice (mitmproxy's setters each rebuild them).
+        req.data.host, req.data.port = dst
+        req._update_host_and_authority()
         req.host_header = host_header
         self._names[(flow.client_conn.peername, dst)] = name
 

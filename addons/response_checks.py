@@ -80,5 +80,5 @@ class ResponseChecks:
         content_type = response.headers.get("content-type", "")
         for rule, detail in judge_body(response.status_code, content_type, body):
             record(flow, Violation(rule, detail, info.call.api), self.runtime, "reported")
-        if getattr(ctx.options, "wxgate_strip_bom", False) and body.startswith(BOM):
+        if body.startswith(BOM) and getattr(ctx.options, "wxgate_strip_bom", False):
             response.set_content(body[len(BOM):])

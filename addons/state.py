@@ -22,6 +22,8 @@ from .slots import Slots
 META = "wxgate"
 # (name, port) the client asked for, before `resolve` pointed the request elsewhere
 RESOLVED_FROM = "wxgate_resolved_from"
+# The Referer header as the client sent it (None: none), before wxgate rewrote it
+REFERER_SENT = "wxgate_referer_sent"
 
 
 def device_of_flow(flow: Any) -> str:

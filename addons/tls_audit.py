@@ -366,10 +366,16 @@ class TlsAudit:
             # Started by the first call that needs it and awaited by it, so the probe's
             # connection never lands on the server while nothing waits for it.
             probe = self._legacy_probe(*verdict.legacy_probe)
-            try:
-                accepts = await asyncio.wait_for(asyncio.shield(probe), LEGACY_PROBE_TIMEOUT_S)
-            except TimeoutError:
-                accepts = None
+            if probe.done():
+                # Every later call on the connection: waiting on a finished probe cost more
+                # than the rest of this hook.
+                accepts = probe.result()
+            else:
+                try:
+                    accepts = await asyncio.wait_for(asyncio.shield(probe),
+                                                     LEGACY_PROBE_TIMEOUT_S)
+                except TimeoutError:
+                    accepts = None
             if accepts is False:
                 violations.append(check_legacy(False, True).violation())
         violations = self._for_flow(flow, violations)

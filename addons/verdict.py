@@ -32,12 +32,24 @@ _INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDicti
 _SEEN_LIVE: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
 
 
+class _Last:
+    """The flow asked about last and its FlowInfo: every hook of every addon asks for the
+    flow it runs on, mostly several times in a row, and a weak-key lookup makes a weak
+    reference each time. Holding the one flow a little longer changes nothing."""
+
+    flow: http.HTTPFlow | None = None
+    info: FlowInfo = FlowInfo()
+
+
 def info_of(flow: http.HTTPFlow) -> FlowInfo:
+    if flow is _Last.flow:
+        return _Last.info
     info = _INFO.get(flow)
     if info is None:
         info = _INFO[flow] = FlowInfo()
         if flow.live:
             _SEEN_LIVE.add(flow)
+    _Last.flow, _Last.info = flow, info
     return info
 
 

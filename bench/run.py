@@ -205,8 +205,16 @@ class Env:
         port = free_port()
         env = None
         if src is not None:
+            # The package's source is `addons/`, installed as `wxgate`: a checkout on
+            # PYTHONPATH holds no `wxgate`, and the editable install's would run instead.
+            # A folder with a `wxgate` link to the checkout's addons goes first.
+            path = src.resolve()
+            if (path / "addons" / "__init__.py").is_file():
+                path = self.work / f"{name}-src"
+                path.mkdir(exist_ok=True)
+                (path / "wxgate").symlink_to(src.resolve() / "addons")
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(src), os.environ.get("PYTHONPATH", "")]))}
+                filter(None, [str(path), os.environ.get("PYTHONPATH", "")]))}
         common = ["-q", "-p", str(port), "--listen-host", "127.0.0.1",
                   "--set", f"confdir={self.confdir}",
                   "--set", f"ssl_verify_upstream_trusted_ca={self.ca_file}"]

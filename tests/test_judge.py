@@ -4,13 +4,18 @@ appid must be a configured app (DevTools' `touristappid` is one when the config 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from mitmproxy import http
 from mitmproxy.test import taddons
 from wxgate import events
+from wxgate import judge as judge_module
 from wxgate.identify import IdentifyApp
 from wxgate.judge import Judge
+from wxgate.policy.call import Call
+from wxgate.policy.config import Config
 from wxgate.verdict import info_of
 
 from .addon_helpers import APPID, CONFIG, REFERER, mp_flow, runtime_for
@@ -56,6 +61,8 @@ def test_an_invalid_referer_is_reported_rewritten_and_the_url_still_judged(tmp_p
     assert judged(tmp_path, flow) == ["referer.invalid", "referer.rewritten",
                                       "domain.not_listed"]
     assert flow.request.headers["Referer"] == REFERER
+    # What the client sent stays with the flow, for an audit of the saved flow.
+    assert flow.metadata["wxgate_referer_sent"] == "https://example.org/"
 
 
 def test_the_first_blocking_rule_ends_the_judging(tmp_path: Path):
@@ -82,3 +89,27 @@ def test_calls_outside_scope_are_not_judged(tmp_path: Path):
     assert judged(tmp_path, flow) == []
     call = info_of(flow).call
     assert call.user_agent == "curl/8.0" and not call.in_scope
+
+
+def test_a_call_that_broke_no_rule_is_not_judged_again_until_the_config_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    runtime = runtime_for(tmp_path, CONFIG)
+    events.configure("off")
+    identify, judge = IdentifyApp(runtime), Judge(runtime)
+    ran: list[str] = []
+
+    def counted(call: Call, config: Config) -> None:
+        ran.append(call.host)
+
+    monkeypatch.setattr(judge_module, "CALL_RULES", (counted,))
+    with taddons.context(identify, judge):
+        for _ in range(2):
+            flow = mp_flow()
+            identify.requestheaders(flow)
+            judge.requestheaders(flow)
+        assert len(ran) == 1
+        runtime.install(replace(runtime.config))
+        flow = mp_flow()
+        identify.requestheaders(flow)
+        judge.requestheaders(flow)
+    assert len(ran) == 2

@@ -166,3 +166,22 @@ def parts_with_a_broken_worker(tmp_path: Path) -> str:
 def test_a_part_that_fails_in_its_process_stops_the_audit_with_its_reason(tmp_path: Path):
     assert single_threaded(parts_with_a_broken_worker, tmp_path) == (
         "part 2 of session.mitm: MemoryError: out of memory")
+
+
+def test_a_flow_saved_through_resolve_and_a_rewritten_referer_is_judged_as_the_client_sent_it(
+        tmp_path: Path):
+    """The saved request points at the resolve target and carries the canonical Referer:
+    the audit gives it back the name, port and Referer the proxy recorded it was sent."""
+    saved = make_flow("https://api.example.com/saved", start=T0,
+                      headers={"User-Agent": MP["User-Agent"], "Referer": MP["Referer"]})
+    saved.request.host, saved.request.port = "127.0.0.1", 9443
+    saved.request.host_header = "api.example.com"
+    saved.metadata.update({"wxgate_resolved_from": ["api.example.com", 443],
+                           "wxgate_referer_sent": None})
+    capture = open_capture(write_flows(tmp_path / "saved.mitm", [saved]))
+    out = io.StringIO()
+    replay(capture, load_config(write_config(tmp_path)), out, opts={},
+           progress=Progress(enabled=False), jobs=1)
+    found = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(e["rule"], e["host"], e["port"]) for e in found] == [
+        ("referer.rewritten", "api.example.com", 443)]

@@ -199,3 +199,10 @@ def test_a_loaded_flow_with_a_captured_kill_is_still_judged():
     flow.kill()  # killed in the session it was captured in, then loaded (`-r`)
     assert not flow.live
     assert not answered(flow)
+
+
+def test_each_flow_keeps_its_own_info_when_asked_about_in_turns():
+    first, second = tflow.tflow(), tflow.tflow()
+    info_of(first).decision = "blocked"
+    assert info_of(second).decision == "allowed"
+    assert info_of(first).decision == "blocked" and info_of(first) is not info_of(second)

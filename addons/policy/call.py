@@ -79,11 +79,64 @@ UNIDENTIFIED = Call(method="", scheme="", host_connected="", host_named=None, ho
                     platform=None)
 
 
+class _Memo:
+    """The Calls already made, by everything `identify` is handed.
+
+    A phone sends the same few header sets (RequestHead holds only the headers the
+    decision reads, no cookies or ids) to the same few hosts over and over, and building a
+    Call cost more than any rule on it. A Call is frozen, so flows may share one. A new
+    config starts afresh; a call with long values (a hostile 1 MB Referer) is never kept,
+    and the oldest entry makes room, so the memo stays small.
+    """
+
+    MAX_ENTRIES = 1024
+    MAX_CHARS = 4096
+
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self.calls: dict[tuple[object, ...], Call] = {}
+
+    def get(self, key: tuple[object, ...], config: Config) -> Call | None:
+        if config is not self.config:
+            self.config = config
+            self.calls.clear()
+            return None
+        return self.calls.get(key)
+
+    def put(self, key: tuple[object, ...], call: Call) -> Call:
+        if len(self.calls) >= self.MAX_ENTRIES:
+            del self.calls[next(iter(self.calls))]
+        self.calls[key] = call
+        return call
+
+
+_MEMO = _Memo()
+
+
 def identify(head: RequestHead, *, scheme: str, host_connected: str, host: str,
              host_header: str | None, authority: str | None, sni: str | None, port: int,
              device: str, config: Config) -> Call:
     """Whose call this is: in scope or not, which app, which wx API (or media, or a
     web-view page's load), which platform (SPEC §4)."""
+    chars = (len(head.method) + len(head.user_agent) + len(head.referer or "")
+             + len(head.upgrade) + len(head.content_type) + len(head.accept)
+             + len(head.sec_fetch_dest) + len(head.xweb_xhr) + len(host_connected) + len(host)
+             + len(host_header or "") + len(authority or "") + len(sni or "") + len(device))
+    if chars > _Memo.MAX_CHARS:
+        # Not even hashed: a hostile 1 MB header would cost more to look up than to judge.
+        return _identify(head, scheme, host_connected, host, host_header, authority, sni, port,
+                         device, config)
+    key = (head, scheme, host_connected, host, host_header, authority, sni, port, device)
+    call = _MEMO.get(key, config)
+    if call is None:
+        call = _MEMO.put(key, _identify(head, scheme, host_connected, host, host_header,
+                                        authority, sni, port, device, config))
+    return call
+
+
+def _identify(head: RequestHead, scheme: str, host_connected: str, host: str,
+              host_header: str | None, authority: str | None, sni: str | None, port: int,
+              device: str, config: Config) -> Call:
     app: AppConfig | None = None
     judged_as: AppConfig | None = None
     version: str | None = None

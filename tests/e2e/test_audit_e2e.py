@@ -8,6 +8,8 @@ import os
 import pty
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from mitmproxy.io import tnetstring
 from wxgate.cli import SCRIPT
 
 from ..audit_helpers import MP, T0, make_flow, read_jsonl, write_config, write_flows
-from .harness import Certs, Upstream, base_config
+from .harness import MP_HEADERS, Certs, Upstream, base_config, burst, send, start_proxy, wxgate_cmd
 from .test_report_e2e import huge_line, run_bounded, symlink_to_dev_zero
 
 pytestmark = pytest.mark.e2e
@@ -182,3 +184,53 @@ def test_a_hostile_record_after_a_good_flow_still_reports_the_flow_before_it(
     [sentence] = done.stderr.splitlines()
     assert sentence.startswith(f"wxgate audit: {capture}{start}") and sentence.endswith(end)
     assert [e["url"] for e in read_jsonl(jsonl)] == ["https://evil.example.net/first"]
+
+
+def test_the_audit_of_a_saved_session_agrees_with_the_live_proxy_flow_for_flow(
+        tmp_path: Path, certs: Certs, upstream: Upstream, resolve_map: dict[str, str]):
+    """A mixed session through a real `wxgate run` in `mode: report` (so every call is
+    delivered and judged by every rule), saved by mitmproxy as it ran, then audited: each
+    flow gets the same rules offline as live (background.* and tls.no_legacy aside, which
+    need the live client or server)."""
+    config = base_config(resolve_map, mode="report")
+    # Far from every call's duration, so that live and offline can't fall on either side.
+    config["apps"][0]["network_timeout"] = {"request": 1000}
+    config["limits"] = {"concurrency": 4}
+    capture = tmp_path / "session.mitm"
+    proxy = start_proxy(tmp_path / "live", config, upstream_ca=certs.ca_file,
+                        extra=["--set", f"save_stream_file={capture}"])
+    no_referer = {"User-Agent": MP_HEADERS["User-Agent"]}
+    try:
+        for url, headers in [
+            ("https://api.example.com/agree/ok", MP_HEADERS),
+            ("https://evil.example.net/agree/unlisted", MP_HEADERS),
+            ("http://api.example.com/agree/plain", MP_HEADERS),
+            ("https://api.weixin.qq.com/agree/forbidden", MP_HEADERS),
+            (f"https://127.0.0.1:{upstream.port}/agree/ip", MP_HEADERS),
+            ("https://api.example.com/agree/no-referer", no_referer),
+            ("https://api.example.com/slow?ms=2500&agree=timeout", MP_HEADERS),
+        ]:
+            send(proxy, url, headers, timeout=15)
+        # Six calls of 1.6 s at once: two over the limit of four, well apart from the rest.
+        time.sleep(0.5)
+        burst(proxy, [f"https://api.example.com/slow?ms=1600&agree=burst{i}" for i in range(6)],
+              MP_HEADERS)
+        time.sleep(0.5)
+    finally:
+        proxy.stop()
+    skipped = ("background.", "tls.no_legacy")
+    live = Counter((e["flow_id"], e["rule"]) for e in proxy.violations()
+                   if not e["rule"].startswith(skipped))
+    out = tmp_path / "audit.jsonl"
+    done = subprocess.run(
+        [*wxgate_cmd(), "audit", str(capture), "-c", str(proxy.workdir / "wxgate.yaml"),
+         "--cafile", str(certs.ca_file), "--jsonl", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    audited = Counter((e["flow_id"], e["rule"]) for e in read_jsonl(out)
+                      if e["event"] == "violation")
+    assert audited == live
+    rules = Counter(rule for _, rule in live.elements())
+    assert {"domain.not_listed", "scheme.insecure", "domain.forbidden", "domain.ip_address",
+            "referer.rewritten", "timeout.exceeded", "concurrency.exceeded"} <= set(rules)
+    assert rules["concurrency.exceeded"] == 2

@@ -92,3 +92,16 @@ def test_the_interface_comes_from_the_headers():
 ])
 def test_host_and_port_of_an_authority(authority: str, host: str, port: int | None):
     assert (authority_host(authority), explicit_port(authority)) == (host, port)
+
+
+def test_a_repeated_call_gets_the_same_call_until_the_config_changes():
+    first, again = call(), call()
+    assert again is first
+    other = Config(apps=(APP,))
+    assert call(config=other) == first and call(config=other) is not first
+
+
+def test_a_call_with_a_huge_header_is_identified_alike_but_not_remembered():
+    sent = {"Referer": REFERER, "User-Agent": ANDROID + " x" * 4096}
+    first, again = call(sent), call(sent)
+    assert first == again and first is not again and first.platform == "android"
