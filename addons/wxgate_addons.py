@@ -19,6 +19,8 @@ if importlib.util.find_spec("wxgate") is None:
     sys.modules["wxgate"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["wxgate"])
 
-from wxgate.pipeline import make_addons  # noqa: E402 - after the package is findable
+from wxgate.pipeline import Pipeline, make_addons  # noqa: E402 - after the package is findable
 
-addons = make_addons()
+# One object for mitmproxy to deliver events to; it calls the addons in list order.
+addons = [Pipeline(make_addons())]
+

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy.test import taddons
+from mitmproxy import exceptions, http
+from mitmproxy.addonmanager import Loader, traverse
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
+from mitmproxy.test import taddons, tflow
 from wxgate import events
-from wxgate.pipeline import make_addons
+from wxgate.pipeline import Pipeline, make_addons
 from wxgate.policy.calls import RequestHead
 from wxgate.verdict import info_of
 
@@ -65,3 +68,62 @@ def test_one_addon_judges_every_stateless_rule():
     names = [type(a).__name__ for a in make_addons()]
     assert names.count("Judge") == 1
     assert not {"HostMatch", "RefererGuard", "DomainGuard"} & set(names)
+
+
+class Recorder:
+    def __init__(self, name: str, seen: list[str], fail: bool = False) -> None:
+        self.name, self.seen, self.fail = name, seen, fail
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self.seen.append(f"{self.name}.request")
+        if self.fail:
+            raise RuntimeError("boom")
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        await asyncio.sleep(0)
+        self.seen.append(f"{self.name}.requestheaders")
+
+    def configure(self, updated: set[str]) -> None:
+        if self.fail and "wxgate_test_option" in updated:
+            raise exceptions.OptionsError("refused")
+
+
+class Loads:
+    def load(self, loader: Loader) -> None:
+        loader.add_option("wxgate_test_option", int, 0, "test")
+
+
+def test_mitmproxy_delivers_each_event_to_one_object_that_calls_the_addons_in_list_order():
+    seen: list[str] = []
+    pipeline = Pipeline([Recorder("a", seen), Loads(), Recorder("b", seen)])
+    assert [type(a).__name__ for a in traverse([pipeline])] == ["Pipeline"]
+    assert not hasattr(pipeline, "response")  # nobody has it: mitmproxy's getattr is all
+    with taddons.context(pipeline) as tctx:
+        flow = tflow.tflow()
+        asyncio.run(tctx.master.addons.handle_lifecycle(HttpRequestHeadersHook(flow)))
+        asyncio.run(tctx.master.addons.handle_lifecycle(HttpRequestHook(flow)))
+    assert seen == ["a.requestheaders", "b.requestheaders", "a.request", "b.request"]
+
+
+def test_a_hook_that_raises_is_logged_and_the_next_addon_still_runs(
+        caplog: pytest.LogCaptureFixture):
+    seen: list[str] = []
+    pipeline = Pipeline([Recorder("a", seen, fail=True), Recorder("b", seen)])
+    with taddons.context(pipeline) as tctx:
+        asyncio.run(tctx.master.addons.handle_lifecycle(HttpRequestHook(tflow.tflow())))
+    assert seen == ["a.request", "b.request"]
+    assert "Addon error: boom" in caplog.text
+
+
+def test_a_configure_that_refuses_an_option_rolls_it_back():
+    pipeline = Pipeline([Loads(), Recorder("a", [], fail=True)])
+    with taddons.context(pipeline) as tctx:
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(pipeline, wxgate_test_option=5)
+        assert tctx.options.wxgate_test_option == 0
+
+
+def test_the_addons_commands_and_options_are_registered_through_the_pipeline(tmp_path: Path):
+    with taddons.context(Pipeline(make_addons(runtime_for(tmp_path)))) as tctx:
+        assert "wxgate.inflight" in tctx.master.commands.commands
+        assert "wxgate_config" in tctx.options
