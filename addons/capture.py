@@ -96,8 +96,9 @@ class Capture:
     path: Path
     kind: str  # "flows" | "har"
     starts: array[float] = field(default_factory=lambda: array("d"))
-    # When each call stopped being in flight, read from the record without loading it;
-    # only where a capture is split, and the split is checked (`replay`). Flow files only.
+    # When each call stopped being in flight (inf: never, in this capture), read from the
+    # record without loading it: where a part's cut goes (checked there, `replay`) and the
+    # capture's last moment. Flow files only.
     ends: array[float] = field(default_factory=lambda: array("d"))
     offsets: array[int] = field(default_factory=lambda: array("q"))  # flow files only
     entries: list[Any] = field(default_factory=list)  # HAR only

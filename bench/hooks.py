@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import inspect
 import sys
 import tempfile
@@ -41,7 +42,15 @@ def main() -> int:
     parser.add_argument("--src", help="import wxgate's addons from this checkout")
     opts = parser.parse_args()
     root = Path(opts.src).resolve() if opts.src else Path(__file__).resolve().parent.parent
-    sys.path.insert(0, str(root))
+    if opts.src:
+        # The checkout's package is its `addons/` folder, installed as `wxgate`: load it
+        # under that name, before the installed one can be imported.
+        spec = importlib.util.spec_from_file_location(
+            "wxgate", root / "addons" / "__init__.py",
+            submodule_search_locations=[str(root / "addons")])
+        assert spec is not None and spec.loader is not None
+        sys.modules["wxgate"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["wxgate"])
     per_addon, best = asyncio.run(measure(opts.flows))
     print(f"wxgate hooks ({root}): {best:.1f} us CPU per allowed call (best of 5)")
     total = sum(per_addon.values())
