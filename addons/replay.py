@@ -503,6 +503,7 @@ def _replay_parts(capture: Capture, parts: list[Part], config: Config, out: IO[s
     rebuilt)."""
     context = multiprocessing.get_context("fork")
     out.flush()  # a forked process must not inherit unwritten lines
+    indexed = capture.damage  # what the index found: every part reports it
     done = context.Array("q", len(parts), lock=False)
     label = f"auditing {capture.path.name}"
     with tempfile.TemporaryDirectory(prefix="wxgate-audit-parts-") as tmp:
@@ -536,7 +537,7 @@ def _replay_parts(capture: Capture, parts: list[Part], config: Config, out: IO[s
             if n and found.entry_slots != results[n - 1].exit_slots:
                 return None
             used.append(found)
-            if found.damage:
+            if found.damage != indexed:
                 break  # as in one process: the flows after a damaged one are not audited
         merged = Replayed(parts=len(parts))
         for n, found in enumerate(used):

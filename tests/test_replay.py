@@ -185,3 +185,19 @@ def test_a_flow_saved_through_resolve_and_a_rewritten_referer_is_judged_as_the_c
     found = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [(e["rule"], e["host"], e["port"]) for e in found] == [
         ("referer.rewritten", "api.example.com", 443)]
+
+
+def whole_then_parts_of_a_cut_file(tmp_path: Path) -> tuple[Replayed, str, Replayed, str]:
+    path = tmp_path / "session.mitm"
+    write_flows(path, mixed_session())
+    with path.open("ab") as fo:
+        fo.write(b"123456:{cut short")  # a record the file ends in the middle of
+    return whole_then_parts(tmp_path, 3)
+
+
+def test_a_file_cut_short_is_replayed_in_parts_up_to_the_damage_as_in_one_process(
+        tmp_path: Path):
+    whole, one, parted, many = single_threaded(whole_then_parts_of_a_cut_file, tmp_path)
+    assert parted.parts == 3 and whole.damage and parted.damage == whole.damage
+    assert "is cut short" in whole.damage
+    assert lines(many) == lines(one) and parted.stats == whole.stats
