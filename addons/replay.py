@@ -457,10 +457,11 @@ def replay(capture: Capture, config: Config, out: IO[str], *, opts: dict[str, An
     when it is large and `jobs` allows, else here."""
     parts = capture.parts(jobs, MIN_PART_FLOWS)
     if len(parts) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        indexed = capture.damage
         found = _replay_parts(capture, parts, config, out, opts, progress)
         if found is not None:
             return found
-        capture.damage = None  # replayed again, whole, here
+        capture.damage = indexed  # replayed again, whole, here
     label = f"auditing {capture.path.name}"
     return _replay_part(capture, capture.whole(), config, out, opts,
                         lambda done: progress.update(label, done, capture.count))

@@ -130,6 +130,10 @@ def _cold(self: Capture, wanted: int, min_flows: int = 0) -> list[Part]:
 
 
 def whole_then_cold_parts(tmp_path: Path) -> tuple[Replayed, str, Replayed, str]:
+    path = tmp_path / "session.mitm"
+    write_flows(path, mixed_session())
+    with path.open("ab") as fo:
+        fo.write(b"123456:{cut short")  # the damage is still reported after the fallback
     one = run(tmp_path, jobs=1)
     Capture.parts = _cold  # type: ignore[method-assign]
     return (*one, *run(tmp_path, jobs=2))
@@ -138,9 +142,10 @@ def whole_then_cold_parts(tmp_path: Path) -> tuple[Replayed, str, Replayed, str]
 def test_a_cut_whose_slots_do_not_match_is_replayed_whole(tmp_path: Path):
     """Parts that skip their warm-up rebuild too few calls in flight at the cut: the check
     sees it, and the capture is replayed again in one process, with the same lines."""
-    _, one, found, out = single_threaded(whole_then_cold_parts, tmp_path)
+    whole, one, found, out = single_threaded(whole_then_cold_parts, tmp_path)
     assert found.parts == 1
     assert lines(out) == lines(one)
+    assert found.damage and found.damage == whole.damage
 
 
 def _broken_in_a_worker(*args: Any) -> Replayed:
