@@ -166,12 +166,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cafile", metavar="FILE",
                         help="extra trusted roots for the TLS rules (as "
                              "ssl_verify_upstream_trusted_ca)")
-    parser.add_argument("--jobs", type=int, metavar="N", default=default_jobs(),
+    parser.add_argument("--jobs", type=_jobs, metavar="N", default=default_jobs(),
                         help="processes that replay one large capture side by side "
                              "(default: the cores available, here %(default)s)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar, even on a terminal")
     parser.set_defaults(func=run_audit)
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes (1 or more)")
+    return jobs
 
 
 def _say(message: str) -> None:

@@ -552,3 +552,16 @@ def test_the_summary_says_which_rules_were_not_judged(tmp_path: Path,
     assert "tls.no_legacy: needs a live probe" in out
     assert "tls.version" in out.split("not judged from this input:")[1]
 
+
+
+@pytest.mark.parametrize("jobs", ["0", "-2", "two"])
+def test_a_number_of_processes_below_one_is_refused_in_one_sentence(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str):
+    capture = write_flows(tmp_path / "ok.mitm", [
+        make_flow("https://api.example.com/a", start=T0, headers=MP)])
+    with pytest.raises(SystemExit) as done:
+        cli_main(["audit", str(capture), "--jobs", jobs])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"wxgate audit: error: argument --jobs: {jobs!r} is not a number of processes "
+        "(1 or more)")
