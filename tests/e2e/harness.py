@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 import trustme
 import yaml
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
 
 UPSTREAM_NAMES = [
     "api.example.com", "upload.example.com", "cdn.example.com", "ws.example.com",
@@ -38,6 +40,25 @@ APPID = "wx0123456789abcdef"
 # client is still writing its handshake (the two race; both are the refusal the phone sees).
 # InvalidStatus is an InvalidHandshake.
 SOCKET_REFUSED = (InvalidHandshake, ConnectionClosed, OSError, EOFError)
+# The WebSocket opens that stalled and were tried again (see open_socket).
+STALLED_OPENS: list[str] = []
+
+
+def open_socket(url: str, **kwargs: Any) -> ClientConnection:
+    """websockets' `connect`, tried once more when its handshake times out.
+
+    About one WebSocket open in a thousand through the proxy stalls here (at the previous
+    stop's code too, commit 590bf37): the proxy accepts the connection and never sees the upgrade
+    request, so its head timeout closes it 30 s later, while no hook of wxgate has run for
+    it (the head timeout's own disarm never ran). Plain HTTPS through the same proxy has
+    not shown it. Not understood yet; retried so that these tests judge wxgate's rules,
+    and recorded in STALLED_OPENS.
+    """
+    try:
+        return ws_connect(url, **kwargs)
+    except TimeoutError:
+        STALLED_OPENS.append(url)
+        return ws_connect(url, **kwargs)
 REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"
 MP_HEADERS = {"Referer": REFERER, "User-Agent": "Mozilla/5.0 (Linux; Android 14) "
               "MicroMessenger/8.0.50 MiniProgramEnv/android"}

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from .harness import (
     APPID,
@@ -32,6 +32,7 @@ from .harness import (
     Reply,
     Upstream,
     base_config,
+    open_socket,
     send,
     start_proxy,
     status,
@@ -145,7 +146,7 @@ def sockets_proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str
 
 def _open(proxy: Proxy, source: str, path: str) -> ClientConnection:
     tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return connect(f"wss://ws.example.com/{path}", proxy=f"http://127.0.0.1:{proxy.port}",
+    return open_socket(f"wss://ws.example.com/{path}", proxy=f"http://127.0.0.1:{proxy.port}",
                    ssl=tls, additional_headers={"Referer": REFERER}, user_agent_header=UA,
                    open_timeout=10, source_address=(source, 0))
 

@@ -10,9 +10,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
-from .harness import MP_HEADERS, REFERER, SOCKET_REFUSED, Certs, Proxy, base_config, start_proxy
+from .harness import (
+    MP_HEADERS,
+    REFERER,
+    SOCKET_REFUSED,
+    Certs,
+    Proxy,
+    base_config,
+    open_socket,
+    start_proxy,
+)
 from .test_http2_pool import H2Phone
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +39,7 @@ def proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str]
 def _socket(proxy: Proxy, url: str) -> ClientConnection:
     """A WebSocket as the phone opens it: its own connection, ALPN http/1.1 only."""
     tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return connect(url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls,
+    return open_socket(url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls,
                    additional_headers={"Referer": REFERER},
                    user_agent_header=MP_HEADERS["User-Agent"], open_timeout=10)
 

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from .harness import (
     APPID,
@@ -22,6 +22,7 @@ from .harness import (
     Proxy,
     Upstream,
     base_config,
+    open_socket,
     send,
     start_proxy,
     status,
@@ -80,7 +81,7 @@ def test_unconfigured_appid_is_refused(proxy: Proxy, upstream: Upstream):
 
 def _open(proxy: Proxy, url: str) -> ClientConnection:
     tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return connect(
+    return open_socket(
         url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls if url.startswith("wss") else None,
         additional_headers={"Referer": REFERER}, user_agent_header=UA, open_timeout=10,
     )
