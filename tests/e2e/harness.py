@@ -36,29 +36,6 @@ UPSTREAM_NAMES = [
     "evil.example.net", "api.weixin.qq.com", "localhost", "127.0.0.1",
 ]
 APPID = "wx0123456789abcdef"
-# How a refused WebSocket reaches the client: a 403 answer, or the connection closed while the
-# client is still writing its handshake (the two race; both are the refusal the phone sees).
-# InvalidStatus is an InvalidHandshake.
-SOCKET_REFUSED = (InvalidHandshake, ConnectionClosed, OSError, EOFError)
-# The WebSocket opens that stalled and were tried again (see open_socket).
-STALLED_OPENS: list[str] = []
-
-
-def open_socket(url: str, **kwargs: Any) -> ClientConnection:
-    """websockets' `connect`, tried once more when its handshake times out.
-
-    About one WebSocket open in a thousand through the proxy stalls here (at the previous
-    stop's code too, commit 590bf37): the proxy accepts the connection and never sees the upgrade
-    request, so its head timeout closes it 30 s later, while no hook of wxgate has run for
-    it (the head timeout's own disarm never ran). Plain HTTPS through the same proxy has
-    not shown it. Not understood yet; retried so that these tests judge wxgate's rules,
-    and recorded in STALLED_OPENS.
-    """
-    try:
-        return ws_connect(url, **kwargs)
-    except TimeoutError:
-        STALLED_OPENS.append(url)
-        return ws_connect(url, **kwargs)
 REFERER = f"https://servicewechat.com/{APPID}/0/page-frame.html"
 MP_HEADERS = {"Referer": REFERER, "User-Agent": "Mozilla/5.0 (Linux; Android 14) "
               "MicroMessenger/8.0.50 MiniProgramEnv/android"}
@@ -341,6 +318,49 @@ def status(proxy: Proxy) -> dict[str, Any]:
     assert reply.status == 200, reply
     result: dict[str, Any] = json.loads(reply.body)
     return result
+
+
+# How a refused WebSocket reaches the client: a 403 answer, or the connection closed while the
+# client is still writing its handshake (the two race; both are the refusal the phone sees).
+# InvalidStatus is an InvalidHandshake.
+SOCKET_REFUSED = (InvalidHandshake, ConnectionClosed, OSError, EOFError)
+# The WebSocket opens that stalled and were tried again (see open_socket).
+STALLED_OPENS: list[str] = []
+
+
+def open_socket(proxy: Proxy, url: str, source: str | None = None) -> ClientConnection:
+    """A WebSocket as a phone's wx.connectSocket opens it through the proxy (its own
+    connection, the mini program's Referer and User-Agent), from `source` if given; tried
+    once more when its handshake times out.
+
+    About one WebSocket open in a thousand through the proxy stalls here (at the previous
+    stop's code too, commit 590bf37): the proxy accepts the connection and never sees the
+    upgrade request, so its head timeout closes it 30 s later, while no hook of wxgate has
+    run for it (the head timeout's own disarm never ran). Plain HTTPS through the same
+    proxy has not shown it. Not understood yet; retried so that these tests judge wxgate's
+    rules, and recorded in STALLED_OPENS.
+    """
+    tls = ssl.create_default_context(cafile=str(proxy.ca_file)) if url.startswith(
+        "wss:") else None
+    options: dict[str, Any] = {
+        "proxy": f"http://127.0.0.1:{proxy.port}", "ssl": tls,
+        "additional_headers": {"Referer": REFERER},
+        "user_agent_header": MP_HEADERS["User-Agent"], "open_timeout": 10,
+        "source_address": (source, 0) if source else None}
+    try:
+        return ws_connect(url, **options)
+    except TimeoutError:
+        STALLED_OPENS.append(url)
+        return ws_connect(url, **options)
+
+
+def socket_refused(proxy: Proxy, url: str, source: str | None = None) -> bool:
+    """Whether the proxy refuses this WebSocket (the socket is closed at once if not)."""
+    try:
+        with open_socket(proxy, url, source):
+            return False
+    except SOCKET_REFUSED:
+        return True
 
 
 def burst(proxy: Proxy, urls: list[str], headers: list[dict[str, str]] | dict[str, str],

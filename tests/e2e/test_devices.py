@@ -20,13 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from websockets.sync.client import ClientConnection
 
 from .harness import (
     APPID,
     MP_HEADERS,
-    REFERER,
-    SOCKET_REFUSED,
     Certs,
     Proxy,
     Reply,
@@ -34,6 +31,7 @@ from .harness import (
     base_config,
     open_socket,
     send,
+    socket_refused,
     start_proxy,
     status,
 )
@@ -144,32 +142,18 @@ def sockets_proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str
     proxy.stop()
 
 
-def _open(proxy: Proxy, source: str, path: str) -> ClientConnection:
-    tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return open_socket(f"wss://ws.example.com/{path}", proxy=f"http://127.0.0.1:{proxy.port}",
-                   ssl=tls, additional_headers={"Referer": REFERER}, user_agent_header=UA,
-                   open_timeout=10, source_address=(source, 0))
-
-
-def _refused(proxy: Proxy, source: str, path: str) -> bool:
-    try:
-        with _open(proxy, source, path):
-            return False
-    except SOCKET_REFUSED:
-        return True
-
-
 @pytest.mark.parametrize("devices", [2, 5])
 def test_each_device_gets_its_own_five_sockets_and_a_sixth_is_refused_on_that_one_only(
         sockets_proxy: Proxy, devices: int):
     proxy = sockets_proxy
     phones = PHONES[:devices]
     with ExitStack() as stack:
-        sockets = {phone: [stack.enter_context(_open(proxy, phone, f"s{devices}-{i}"))
+        sockets = {phone: [stack.enter_context(open_socket(
+                proxy, f"wss://ws.example.com/s{devices}-{i}", phone))
                            for i in range(5)] for phone in phones}
         found = status(proxy)["devices"]
         assert {phone: found[phone]["sockets"] for phone in phones} == dict.fromkeys(phones, 5)
-        assert _refused(proxy, phones[0], f"sixth{devices}")
+        assert socket_refused(proxy, f"wss://ws.example.com/sixth{devices}", phones[0])
         lines = proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded"
                                    and e["url"].endswith(f"sixth{devices}"))
         assert [line["client"] for line in lines] == [phones[0]]

@@ -4,17 +4,13 @@ streams of its HTTP/2 connection."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import ClientConnection
 
 from .harness import (
-    MP_HEADERS,
-    REFERER,
     SOCKET_REFUSED,
     Certs,
     Proxy,
@@ -36,18 +32,10 @@ def proxy(session_dir: Path, certs: Certs, ws_resolve_map: dict[str, str]
     proxy.stop()
 
 
-def _socket(proxy: Proxy, url: str) -> ClientConnection:
-    """A WebSocket as the phone opens it: its own connection, ALPN http/1.1 only."""
-    tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return open_socket(url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls,
-                   additional_headers={"Referer": REFERER},
-                   user_agent_header=MP_HEADERS["User-Agent"], open_timeout=10)
-
-
 def test_websockets_fall_back_to_http1_beside_the_phones_http2_calls(proxy: Proxy):
     phone = H2Phone(proxy)
     with ExitStack() as stack:
-        sockets = [stack.enter_context(_socket(proxy, "wss://ws.example.com/s"))
+        sockets = [stack.enter_context(open_socket(proxy, "wss://ws.example.com/s"))
                    for _ in range(5)]
         first = phone.call("/hello?h2=with-sockets")
         for i, ws in enumerate(sockets):
@@ -55,10 +43,10 @@ def test_websockets_fall_back_to_http1_beside_the_phones_http2_calls(proxy: Prox
             assert ws.recv(timeout=5) == f"ping {i}"
         # The sixth socket of this phone meets the socket limit, over HTTP/1.1 too.
         with pytest.raises(SOCKET_REFUSED):
-            stack.enter_context(_socket(proxy, "wss://ws.example.com/sixth"))
+            stack.enter_context(open_socket(proxy, "wss://ws.example.com/sixth"))
         # A socket to a host that is only on the request list is refused by the socket list.
         with pytest.raises(SOCKET_REFUSED):
-            stack.enter_context(_socket(proxy, "wss://api.example.com/s"))
+            stack.enter_context(open_socket(proxy, "wss://api.example.com/s"))
         outcomes = phone.wait()
     phone.close()
     assert phone.outcomes[first].status == 200 and len(outcomes) == 1

@@ -4,26 +4,24 @@ proxy, with a real WebSocket client and a real wss echo server."""
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import ClientConnection
 
 from .harness import (
     APPID,
     MP_HEADERS,
     REFERER,
-    SOCKET_REFUSED,
     Certs,
     Proxy,
     Upstream,
     base_config,
     open_socket,
     send,
+    socket_refused,
     start_proxy,
     status,
 )
@@ -79,24 +77,8 @@ def test_unconfigured_appid_is_refused(proxy: Proxy, upstream: Upstream):
         "referer.appid_mismatch"]
 
 
-def _open(proxy: Proxy, url: str) -> ClientConnection:
-    tls = ssl.create_default_context(cafile=str(proxy.ca_file))
-    return open_socket(
-        url, proxy=f"http://127.0.0.1:{proxy.port}", ssl=tls if url.startswith("wss") else None,
-        additional_headers={"Referer": REFERER}, user_agent_header=UA, open_timeout=10,
-    )
-
-
-def _refused(proxy: Proxy, url: str) -> bool:
-    try:
-        with _open(proxy, url):
-            return False
-    except SOCKET_REFUSED:
-        return True
-
-
 def test_allowed_socket_echoes(proxy: Proxy):
-    with _open(proxy, "wss://ws.example.com/echo") as ws:
+    with open_socket(proxy, "wss://ws.example.com/echo") as ws:
         ws.send("ping")
         assert ws.recv(timeout=5) == "ping"
 
@@ -108,7 +90,7 @@ def test_allowed_socket_echoes(proxy: Proxy):
     ids=["ws-scheme", "unlisted-domain"],
 )
 def test_bad_socket_is_refused_and_logged(proxy: Proxy, url: str, rule: str):
-    assert _refused(proxy, url)
+    assert socket_refused(proxy, url)
     # Generous: on a loaded machine the refusal may come as a client-side timeout first.
     lines = proxy.wait_for_log(lambda e: e.get("event") == "violation"
                                and str(e["url"]).endswith(url.rsplit("/", 1)[1]), timeout=15)
@@ -118,13 +100,13 @@ def test_bad_socket_is_refused_and_logged(proxy: Proxy, url: str, rule: str):
 
 def test_sixth_socket_is_refused_and_a_closed_one_frees_its_place(proxy: Proxy):
     with ExitStack() as stack:
-        sockets = [stack.enter_context(_open(proxy, f"wss://ws.example.com/s{i}"))
+        sockets = [stack.enter_context(open_socket(proxy, f"wss://ws.example.com/s{i}"))
                    for i in range(5)]
         for i, ws in enumerate(sockets):
             ws.send(f"m{i}")
             assert ws.recv(timeout=5) == f"m{i}"
         assert status(proxy)["apps"][APPID]["sockets"] == 5
-        assert _refused(proxy, "wss://ws.example.com/sixth")
+        assert socket_refused(proxy, "wss://ws.example.com/sixth")
         # Generous, as above: under load the client may give up before the proxy logs.
         lines = proxy.wait_for_log(lambda e: e.get("rule") == "socket.exceeded", timeout=15)
         assert len(lines) == 1
@@ -135,6 +117,6 @@ def test_sixth_socket_is_refused_and_a_closed_one_frees_its_place(proxy: Proxy):
             if status(proxy)["apps"][APPID]["sockets"] == 4:
                 break
             time.sleep(0.1)
-        with _open(proxy, "wss://ws.example.com/replacement") as ws:
+        with open_socket(proxy, "wss://ws.example.com/replacement") as ws:
             ws.send("again")
             assert ws.recv(timeout=5) == "again"
