@@ -292,7 +292,7 @@ class Auditor:
                 self.stats.passthrough += not silent
                 continue
             heapq.heappush(held, await self._begin(captured, start, silent))
-            if tick is not None and (done & 255 == 0 or done == total):
+            if tick is not None and not silent and (done & 255 == 0 or done == total):
                 tick(done)
         if part.until < math.inf:  # where the next part begins
             while held and held[0].end <= part.until:
