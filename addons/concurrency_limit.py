@@ -9,6 +9,9 @@ comes first, exactly once (`Slots.release` is idempotent).
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from mitmproxy import command, http
 
 from .policy.rules import Severity, Violation
@@ -23,17 +26,18 @@ class ConcurrencyLimit:
         self.runtime = runtime
 
     @fail_closed
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """Takes a slot; a call that must queue gets back what to await (most calls don't)."""
         call = judgeable(flow)
         if call is None or call.api not in COUNTED_APIS:
-            return
+            return None
         limits = self.runtime.config.limits
         pool = "shared" if limits.concurrency_pool == "shared" else call.api
         device = call.device
         key = (device, call.appid, pool)
         slots = self.runtime.inflight
         if slots.try_acquire(key, flow.id, limits.concurrency):
-            return
+            return None
         in_flight = slots.in_use(key)
         scope = "request, uploadFile and downloadFile together" if pool == "shared" else (
             f"{call.api} alone")
@@ -43,15 +47,20 @@ class ConcurrencyLimit:
             record(flow, Violation("concurrency.exceeded", detail, call.api), self.runtime,
                    "reported")
             slots.force_acquire(key, flow.id)
-            return
+            return None
         if limits.over_concurrency == "fail":
             enforce(flow, Violation("concurrency.exceeded", detail, call.api,
                                     severity=Severity.ERROR), self.runtime)
-            return
+            return None
         record(flow, Violation("concurrency.exceeded", f"{detail}; queued until a slot frees",
                                call.api), self.runtime, "queued")
+        return self._queue(flow, key, limits.concurrency)
+
+    async def _queue(self, flow: http.HTTPFlow, key: tuple[str, str | None, str],
+                     limit: int) -> None:
+        slots = self.runtime.inflight
         if not await self.runtime.aborter.park(
-                flow, slots.acquire(key, flow.id, limits.concurrency)):
+                flow, slots.acquire(key, flow.id, limit)):
             # Aborted while queued (timeout, background): fail it here, in its hook.
             if flow.killable:
                 flow.kill()

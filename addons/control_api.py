@@ -32,6 +32,7 @@ from .background import Background
 from .devices import parse_device
 from .faults import BackgroundWindow, parse_fault
 from .policy.exposure import is_loopback_peer
+from .raw_headers import host_header
 from .state import Runtime
 from .verdict import announced_body
 
@@ -105,7 +106,7 @@ class ControlApi:
         req = flow.request
         # Every flow passes here: rule out the others by the raw Host header (or target),
         # which holds the name whenever `pretty_host` is it, before parsing it.
-        if flow.response is not None or CONTROL_HOST not in (req.host_header or req.host).lower():
+        if flow.response is not None or CONTROL_HOST not in (host_header(req) or req.host).lower():
             return
         if req.pretty_host.lower() != CONTROL_HOST:
             return

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from mitmproxy import http
 
 from . import events
+from .faults import Action
 from .policy.rules import APIS
 from .state import Runtime
 from .verdict import fail_closed, info_of, judgeable
@@ -32,24 +35,31 @@ class Faults:
                    ) + HOLD_MARGIN_S
 
     @fail_closed
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """Applies the faults that match; a delay or hold comes back as what to await."""
         call = judgeable(flow)
         # No fault set (the usual case): skip building pretty_url, which cost more than
         # every other judged rule together in the profile of an allowed call.
         # Faults act on wx API calls only, not on media or web-view loads.
         if call is None or call.api not in APIS or not flow.live or not self.runtime.faults.faults:
-            return
-        client = call.device
+            return None
         decided = self.runtime.faults.decide(
-            call.appid, call.api, flow.request.method, flow.request.pretty_url, client)
-        for fault_id, action in decided:
+            call.appid, call.api, flow.request.method, flow.request.pretty_url, call.device)
+        return self._apply(flow, decided)
+
+    def _apply(self, flow: http.HTTPFlow, decided: list[tuple[int, Action]]
+               ) -> Coroutine[Any, Any, None] | None:
+        """Carries out `decided` in order until one answers the call; a delay or hold
+        comes back as what to await, with the faults after it."""
+        call = info_of(flow).call
+        for at, (fault_id, action) in enumerate(decided):
             events.logger().info(
                 "fault_injected", fault_id=fault_id, kind=action.kind, appid=call.appid,
-                api=call.api, url=flow.request.pretty_url, client=client, flow_id=flow.id,
+                api=call.api, url=flow.request.pretty_url, client=call.device, flow_id=flow.id,
             )
             if action.drop:
                 flow.kill()
-                return
+                return None
             if action.status is not None:
                 flow.request.stream = False
                 flow.metadata["wxgate_synthetic"] = True
@@ -58,10 +68,18 @@ class Faults:
                     json.dumps({"wxgate_fault": fault_id, "status": action.status}).encode(),
                     {"Content-Type": "application/json"},
                 )
-                return
+                return None
             if action.delay_s or action.hold:
                 seconds = self._until_timeout(flow) if action.hold else action.delay_s
-                if not await self.runtime.aborter.park(flow, seconds=seconds):
-                    if flow.killable:
-                        flow.kill()
-                    return
+                return self._hold(flow, seconds, decided[at + 1:])
+        return None
+
+    async def _hold(self, flow: http.HTTPFlow, seconds: float,
+                    rest: list[tuple[int, Action]]) -> None:
+        if not await self.runtime.aborter.park(flow, seconds=seconds):
+            if flow.killable:
+                flow.kill()
+            return
+        later = self._apply(flow, rest)
+        if later is not None:
+            await later

@@ -16,6 +16,7 @@ from mitmproxy.net.http.url import parse_authority
 from .control_api import CONTROL_HOST
 from .policy.call import identify
 from .policy.calls import RequestHead
+from .raw_headers import host_header as raw_host_header
 from .state import Runtime, device_of_flow
 from .verdict import answered, client_port, fail_closed, info_of, publish
 
@@ -59,7 +60,7 @@ class IdentifyApp:
         if answered(flow):
             return
         req = flow.request
-        host_header = req.host_header
+        host_header = raw_host_header(req)
         # `req.pretty_host`, without looking the header up twice.
         host = named_host(host_header) if host_header else req.host
         if self._onboarding is None:

@@ -13,6 +13,7 @@ from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 
 from .policy.rules import Violation
+from .raw_headers import header_value
 from .state import Runtime
 from .verdict import info_of, record
 
@@ -76,8 +77,12 @@ class ResponseChecks:
         if (not info.call.in_scope or info.decision == "blocked" or response is None
                 or info.call.api != "request" or flow.metadata.get("wxgate_synthetic")):
             return
-        body = response.get_content(strict=False) or b""
-        content_type = response.headers.get("content-type", "")
+        fields = response.headers.fields
+        # No Content-Encoding (the usual case): the body is the raw content, as
+        # `get_content` would find after its own lookup of the header.
+        body = (response.get_content(strict=False) if header_value(fields, b"content-encoding")
+                is not None else response.raw_content) or b""
+        content_type = header_value(fields, b"content-type") or ""
         for rule, detail in judge_body(response.status_code, content_type, body):
             record(flow, Violation(rule, detail, info.call.api), self.runtime, "reported")
         if body.startswith(BOM) and getattr(ctx.options, "wxgate_strip_bom", False):

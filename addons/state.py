@@ -46,6 +46,8 @@ class FlowInfo:
     # allowed | reported | blocked
     decision: str = "allowed"
     rules: list[str] = field(default_factory=list)
+    # The flow was live when wxgate first saw it (see `verdict.answered`).
+    seen_live: bool = False
 
     def summary(self) -> dict[str, object]:
         call = self.call

@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,32 +352,41 @@ class TlsAudit:
     # --- the flows ----------------------------------------------------------------------------
 
     @fail_closed
-    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def responseheaders(self, flow: http.HTTPFlow) -> Coroutine[Any, Any, None] | None:
+        """Applies the connection's verdict to the call; a legacy-TLS probe still running
+        comes back as what to await (every later call on the connection finds it done)."""
         info = info_of(flow)
         if not info.call.in_scope or info.decision == "blocked" or META_TLS in flow.metadata:
-            return
+            return None
         verdict = self._conns.get(flow.server_conn.id)
         if verdict is None:
-            return
+            return None
         if verdict.error:
             raise RuntimeError(f"judging the upstream TLS failed: {verdict.error}")
-        violations = list(verdict.violations)
         if verdict.legacy_probe is not None and flow.live:
             # Started by the first call that needs it and awaited by it, so the probe's
             # connection never lands on the server while nothing waits for it.
             probe = self._legacy_probe(*verdict.legacy_probe)
-            if probe.done():
-                # Every later call on the connection: waiting on a finished probe cost more
-                # than the rest of this hook.
-                accepts = probe.result()
-            else:
-                try:
-                    accepts = await asyncio.wait_for(asyncio.shield(probe),
-                                                     LEGACY_PROBE_TIMEOUT_S)
-                except TimeoutError:
-                    accepts = None
-            if accepts is False:
-                violations.append(check_legacy(False, True).violation())
+            if not probe.done():
+                return self._after_probe(flow, verdict, probe)
+            self._judge(flow, verdict, probe.result())
+        else:
+            self._judge(flow, verdict, None)
+        return None
+
+    async def _after_probe(self, flow: http.HTTPFlow, verdict: ConnVerdict,
+                           probe: asyncio.Future[bool | None]) -> None:
+        try:
+            accepts = await asyncio.wait_for(asyncio.shield(probe), LEGACY_PROBE_TIMEOUT_S)
+        except TimeoutError:
+            accepts = None
+        self._judge(flow, verdict, accepts)
+
+    def _judge(self, flow: http.HTTPFlow, verdict: ConnVerdict, accepts: bool | None) -> None:
+        """`accepts`: whether the server also accepts a legacy TLS handshake (None: unknown)."""
+        violations = list(verdict.violations)
+        if accepts is False:
+            violations.append(check_legacy(False, True).violation())
         violations = self._for_flow(flow, violations)
         blocks = any(v.fails_call for v in violations) and may_block(flow, self.runtime)
         if blocks and self.runtime.config.block_with == "response" and flow.response:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mitmproxy import http
@@ -23,33 +22,19 @@ from .policy.calls import non_business_domain_page
 from .policy.rules import Violation
 from .state import META, RESOLVED_FROM, FlowInfo, Runtime, device_of_flow
 
-# Keyed by the flow object itself: a replayed copy is a new flow, judged afresh.
-_INFO: weakref.WeakKeyDictionary[http.HTTPFlow, FlowInfo] = weakref.WeakKeyDictionary()
-
-
-# Flows that were live when wxgate first saw them: for these a kill is an answer, while a
-# loaded flow (`-r`) may carry a kill from the session it was captured in.
-_SEEN_LIVE: weakref.WeakSet[http.HTTPFlow] = weakref.WeakSet()
-
-
-class _Last:
-    """The flow asked about last and its FlowInfo: every hook of every addon asks for the
-    flow it runs on, mostly several times in a row, and a weak-key lookup makes a weak
-    reference each time. Holding the one flow a little longer changes nothing."""
-
-    flow: http.HTTPFlow | None = None
-    info: FlowInfo = FlowInfo()
+# The attribute of a flow object that holds its FlowInfo. An attribute, not a weak-key
+# table: every hook asks for it, several times, and an attribute costs a fiftieth of a
+# weak reference. A replayed copy (`flow.copy()`) is a new object without it: judged afresh.
+_INFO_ATTR = "_wxgate_info"
 
 
 def info_of(flow: http.HTTPFlow) -> FlowInfo:
-    if flow is _Last.flow:
-        return _Last.info
-    info = _INFO.get(flow)
+    info: FlowInfo | None = getattr(flow, _INFO_ATTR, None)
     if info is None:
-        info = _INFO[flow] = FlowInfo()
-        if flow.live:
-            _SEEN_LIVE.add(flow)
-    _Last.flow, _Last.info = flow, info
+        # Flows live when wxgate first saw them: for these a kill is an answer, while a
+        # loaded flow (`-r`) may carry a kill from the session it was captured in.
+        info = FlowInfo(seen_live=flow.live)
+        setattr(flow, _INFO_ATTR, info)
     return info
 
 
@@ -66,11 +51,12 @@ def answered(flow: http.HTTPFlow) -> bool:
     A kill ends a live flow's `live`, so a flow seen live and then killed (by another
     addon, or by wxgate's own drop fault) counts as answered too.
     """
-    if info_of(flow).decision == "blocked":
+    info = info_of(flow)
+    if info.decision == "blocked":
         return True
     if flow.live:
         return flow.response is not None or flow.error is not None
-    return flow in _SEEN_LIVE and flow.error is not None and \
+    return info.seen_live and flow.error is not None and \
         flow.error.msg == flow.error.KILLED_MESSAGE
 
 
@@ -259,21 +245,21 @@ def fail_closed[F: Callable[..., Any]](hook: F) -> F:
                 # A response-stage hook: the response it was judging is not delivered.
                 flow.kill()
 
-    if inspect.iscoroutinefunction(hook):
-        @functools.wraps(hook)
-        async def guarded_async(self: Any, flow: http.HTTPFlow, *args: Any) -> Any:
-            try:
-                return await hook(self, flow, *args)
-            except Exception as exc:  # noqa: BLE001 - the point is to catch everything
-                failed(self, flow, exc)
-                return None
-
-        return guarded_async  # type: ignore[return-value]
-
     @functools.wraps(hook)
     def guarded(self: Any, flow: http.HTTPFlow, *args: Any) -> Any:
         try:
-            return hook(self, flow, *args)
+            result = hook(self, flow, *args)
+        except Exception as exc:  # noqa: BLE001 - the point is to catch everything
+            failed(self, flow, exc)
+            return None
+        if result is not None and inspect.isawaitable(result):
+            # An async hook, or one that has to wait only this time (a queued call).
+            return _guarded_wait(result, self, flow)
+        return result
+
+    async def _guarded_wait(waiting: Awaitable[Any], self: Any, flow: http.HTTPFlow) -> Any:
+        try:
+            return await waiting
         except Exception as exc:  # noqa: BLE001 - the point is to catch everything
             failed(self, flow, exc)
             return None

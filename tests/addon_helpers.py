@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
@@ -48,3 +50,10 @@ def mp_flow(url: str = "https://api.example.com/x", method: str = "GET",
     # The phone's TLS names the host it asks for (tflow's stand-in SNI is "address").
     flow.client_conn.sni = req.host if req.scheme == "https" else None
     return flow
+
+
+def run_hook(result: Any) -> None:
+    """Run what a hook returned: most of wxgate's hooks return None, and an awaitable
+    only when the call has to wait (a queued call, a TLS probe still running)."""
+    if result is not None:
+        asyncio.run(result)

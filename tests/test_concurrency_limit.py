@@ -3,7 +3,6 @@ and counts each device's calls on their own."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from mitmproxy import http
@@ -12,7 +11,7 @@ from wxgate import events
 from wxgate.concurrency_limit import ConcurrencyLimit
 from wxgate.identify import IdentifyApp
 
-from .addon_helpers import APPID, CONFIG, mp_flow, runtime_for
+from .addon_helpers import APPID, CONFIG, mp_flow, run_hook, runtime_for
 
 PHONE = "127.0.0.1"  # tflow's client address
 
@@ -25,7 +24,7 @@ def test_response_then_error_release_one_slot_once(tmp_path: Path):
         flows = [mp_flow(f"https://api.example.com/{i}") for i in range(3)]
         for flow in flows:
             identify.requestheaders(flow)
-            asyncio.run(limit.requestheaders(flow))
+            run_hook(limit.requestheaders(flow))
         assert runtime.inflight.in_use((PHONE, APPID, "shared")) == 3
         limit.response(flows[0])
         limit.error(flows[0])
@@ -42,7 +41,7 @@ def test_per_api_pool_counts_each_interface_alone(tmp_path: Path):
         for url in ("https://api.example.com/a", "https://cdn.example.com/b"):
             flow = mp_flow(url)
             identify.requestheaders(flow)
-            asyncio.run(limit.requestheaders(flow))
+            run_hook(limit.requestheaders(flow))
     assert runtime.inflight.counts() == {(PHONE, APPID, "request"): 1,
                                          (PHONE, APPID, "downloadFile"): 1}
 
@@ -65,7 +64,7 @@ def test_each_device_gets_its_own_limit_and_the_next_call_of_a_full_one_fails(
                                                 "::ffff:192.168.1.23")]
         for flow in flows:
             identify.requestheaders(flow)
-            asyncio.run(limit.requestheaders(flow))
+            run_hook(limit.requestheaders(flow))
     assert [f.error is None for f in flows] == [True, True, True, True, False]
     assert runtime.inflight.counts() == {("192.168.1.23", APPID, "shared"): 2,
                                          ("192.168.1.24", APPID, "shared"): 2}
@@ -79,6 +78,6 @@ def test_a_released_slot_leaves_no_key_behind(tmp_path: Path):
         for i in range(50):
             flow = _from(f"10.0.0.{i}")
             identify.requestheaders(flow)
-            asyncio.run(limit.requestheaders(flow))
+            run_hook(limit.requestheaders(flow))
             limit.response(flow)
     assert runtime.inflight.keys() == set()

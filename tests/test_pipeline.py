@@ -105,6 +105,42 @@ def test_mitmproxy_delivers_each_event_to_one_object_that_calls_the_addons_in_li
     assert seen == ["a.requestheaders", "b.requestheaders", "a.request", "b.request"]
 
 
+class WaitsOnce:
+    """Has to wait in `request` only for a flow marked so, as a queued call does."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def request(self, flow: http.HTTPFlow) -> Any:
+        if not flow.marked:
+            self.seen.append("waits.request")
+            return None
+
+        async def wait() -> None:
+            await asyncio.sleep(0.01)
+            self.seen.append("waits.request done")
+
+        return wait()
+
+
+def test_an_event_with_nothing_to_wait_for_is_delivered_without_a_coroutine():
+    seen: list[str] = []
+    pipeline = Pipeline([Recorder("a", seen), WaitsOnce(seen), Recorder("b", seen)])
+    with taddons.context(pipeline):
+        assert pipeline.request(tflow.tflow()) is None
+    assert seen == ["a.request", "waits.request", "b.request"]
+
+
+def test_an_addon_that_has_to_wait_holds_the_addons_after_it_until_it_is_done():
+    seen: list[str] = []
+    pipeline = Pipeline([Recorder("a", seen), WaitsOnce(seen), Recorder("b", seen)])
+    flow = tflow.tflow()
+    flow.marked = "queued"
+    with taddons.context(pipeline) as tctx:
+        asyncio.run(tctx.master.addons.handle_lifecycle(HttpRequestHook(flow)))
+    assert seen == ["a.request", "waits.request done", "b.request"]
+
+
 def test_a_hook_that_raises_is_logged_and_the_next_addon_still_runs(
         caplog: pytest.LogCaptureFixture):
     seen: list[str] = []

@@ -22,6 +22,7 @@ from wxgate import (
     network_timeout,
     redirect_guard,
     socket_limit,
+    verdict,
 )
 from wxgate.background import Background
 from wxgate.concurrency_limit import ConcurrencyLimit
@@ -178,11 +179,36 @@ def test_every_enforcing_hook_has_a_fail_closed_test() -> None:
     for addon in make_addons():
         for name, member in inspect.getmembers(type(addon), inspect.isfunction):
             # functools.wraps gives the wrapper the hook's names; its code is fail_closed's.
-            if member.__code__.co_name in ("guarded", "guarded_async"):
+            if member.__code__.co_name == "guarded":
                 wrapped.add((type(addon).__name__, name))
     assert ("Judge", "requestheaders") in wrapped  # the table below is not vacuous
     missing = {h for h in wrapped - covered if h[0] != "TlsAudit"}
     assert missing == set()
+
+
+class FailsWhileWaiting:
+    """A hook that returns what to await (a queued call, a TLS probe), which then fails."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    @verdict.fail_closed
+    def requestheaders(self, flow: http.HTTPFlow) -> Any:
+        async def wait() -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError("injected while waiting")
+
+        return wait()
+
+
+def test_an_exception_while_a_hook_waits_blocks_the_flow(tmp_path: Path):
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    flow = mp_flow()
+    with taddons.context():
+        asyncio.run(FailsWhileWaiting(runtime).requestheaders(flow))
+    assert flow.error is not None and flow.error.msg == "Connection killed."
+    assert info_of(flow).decision == "blocked"
 
 
 def test_a_flow_killed_by_another_addon_counts_as_answered():

@@ -38,6 +38,12 @@ _BODYLESS = frozenset({"GET", "HEAD"})
 _READ = {"user-agent": "user_agent", "referer": "referer", "upgrade": "upgrade",
          "content-type": "content_type", "accept": "accept", "sec-fetch-dest": "sec_fetch_dest",
          "xweb_xhr": "xweb_xhr"}
+# The same, by bytes names as well: mitmproxy's raw fields are matched without decoding
+# every header's name (most are not read).
+_READ_ANY: dict[str | bytes, str] = {}
+for _name, _key in _READ.items():
+    _READ_ANY[_name] = _READ_ANY[_name.encode()] = _key
+_FETCH_PREFIXES = ("sec-fetch-", b"sec-fetch-")
 
 
 def _text(value: str | bytes) -> str:
@@ -70,12 +76,12 @@ class RequestHead:
         values: dict[str, str] = {}
         fetch_metadata = False
         for raw_name, raw_value in fields:
-            name = _text(raw_name).lower()
-            key = _READ.get(name)
+            name = raw_name.lower()
+            key = _READ_ANY.get(name)
             if key is not None:
                 value = _text(raw_value)
                 values[key] = f"{values[key]}, {value}" if key in values else value
-            elif name.startswith("sec-fetch-"):
+            elif name[:10] in _FETCH_PREFIXES:
                 fetch_metadata = True
         dest = values.pop("sec_fetch_dest", "").strip().lower()
         return cls(method=method.upper(), sec_fetch_dest=dest,
