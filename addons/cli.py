@@ -127,7 +127,6 @@ def mitmproxy_args(args: argparse.Namespace, path: Path) -> list[str]:
     """
     given = {item.split("=", 1)[0] for item in args.set or []}
     argv = [
-        "-s", str(SCRIPT),
         "--set", f"wxgate_config={path.resolve()}",
         "--set", "connection_strategy=lazy",
     ]
@@ -169,15 +168,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.verbose:
         events.mute_connection_log()
     events.take_terminal()  # before mitmproxy picks up stdout and stderr
+    from mitmproxy.tools import cmdline
     from mitmproxy.tools import main as mitm
 
     # mitmproxy reads sys.argv[0] for its own messages.
     sys.argv = ["mitmweb" if args.web else "mitmdump", *argv]
     try:
-        (mitm.mitmweb if args.web else mitm.mitmdump)(argv)
+        if args.web:
+            from mitmproxy.tools.web.master import WebMaster
+            mitm.run(with_wxgate(WebMaster), cmdline.mitmweb, argv)
+        else:
+            from mitmproxy.tools.dump import DumpMaster
+            mitm.run(with_wxgate(DumpMaster), cmdline.mitmdump, argv, _dump_filters)
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _dump_filters(args: argparse.Namespace) -> dict[str, str]:
+    """What `mitmdump FILTER` sets, as mitmproxy's own `mitmdump()` does."""
+    if args.filter_args:
+        expression = " ".join(args.filter_args)
+        return {"save_stream_filter": expression, "readfile_filter": expression,
+                "dumper_filter": expression}
+    return {}
+
+
+def with_wxgate[M](master_cls: type[M]) -> type[M]:
+    """`master_cls` with wxgate's addons in its chain where `mitmdump -s` would run them:
+    just before mitmproxy's script loader, so a user's `-s` script still runs after them.
+
+    Not as a script: mitmproxy delivers each event to a script through its loader, the
+    script and the module (a walk of three objects and a new list per event, ~20 us of a
+    call), and loads a script only after the proxy already listens.
+    """
+    from mitmproxy.addons.script import ScriptLoader
+
+    from .pipeline import Pipeline, make_addons
+
+    class WxgateMaster(master_cls):  # type: ignore[valid-type,misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pipeline = Pipeline(make_addons())
+            chain = self.addons.chain
+            at = next((i for i, addon in enumerate(chain) if isinstance(addon, ScriptLoader)),
+                      len(chain))
+            self.addons.register(pipeline)
+            chain.insert(at, pipeline)
+
+    return WxgateMaster
 
 
 class _Version(argparse.Action):

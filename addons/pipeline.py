@@ -130,40 +130,50 @@ def _forward(name: str, handlers: list[Callable[..., Any]]) -> Callable[..., Any
     to wait for, and a coroutine per event and addon was a measurable part of their cost.
     """
 
+    # Each handler with the ones after it: what is left to run if it returns an awaitable.
+    steps = _steps(handlers)
+
     def forward(*args: Any) -> Any:
-        for at, handler in enumerate(handlers):
-            result = _call(handler, args)
-            if result is not None and inspect.isawaitable(result):
-                return _forward_rest(result, handlers[at + 1:], args)
-        return None
+        pending, rest = _run_until_wait(steps, args)
+        return None if pending is None else _forward_rest(pending, rest, args)
 
     forward.__name__ = name
     return forward
 
 
-def _call(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    try:
-        return handler(*args)
-    except (exceptions.AddonHalt, exceptions.OptionsError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
-        logger.error(f"Addon error: {exc}", exc_info=True)
-        return None
+Steps = list[tuple[Callable[..., Any], "Steps"]]
 
 
-async def _forward_rest(pending: Any, rest: list[Callable[..., Any]],
-                        args: tuple[Any, ...]) -> None:
-    while True:
+def _steps(handlers: list[Callable[..., Any]]) -> Steps:
+    steps: Steps = []
+    for handler in reversed(handlers):
+        steps = [(handler, steps), *steps]
+    return steps
+
+
+def _run_until_wait(steps: Steps, args: tuple[Any, ...]) -> tuple[Any, Steps]:
+    """Call the handlers of `steps` until one returns an awaitable: (it, the steps after
+    it), or (None, []) when none did."""
+    for handler, rest in steps:
+        try:
+            result = handler(*args)
+        except (exceptions.AddonHalt, exceptions.OptionsError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
+            logger.error(f"Addon error: {exc}", exc_info=exc)
+            continue
+        if result is not None and inspect.isawaitable(result):
+            return result, rest
+    return None, []
+
+
+async def _forward_rest(pending: Any, steps: Steps, args: tuple[Any, ...]) -> None:
+    """The rest of `forward`, from the awaitable `pending` a handler returned on."""
+    while pending is not None:
         try:
             await pending
         except (exceptions.AddonHalt, exceptions.OptionsError):
             raise
         except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
-            logger.error(f"Addon error: {exc}", exc_info=True)
-        for at, handler in enumerate(rest):
-            result = _call(handler, args)
-            if result is not None and inspect.isawaitable(result):
-                pending, rest = result, rest[at + 1:]
-                break
-        else:
-            return
+            logger.error(f"Addon error: {exc}", exc_info=exc)
+        pending, steps = _run_until_wait(steps, args)

@@ -12,15 +12,23 @@ from collections.abc import Iterable
 from mitmproxy import http
 
 
-def header_value(fields: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
-    """What `headers.get(name)` gives: None when absent, repeated values joined with ", ".
-    `name` is lower case."""
-    found: str | None = None
+def header_values(fields: Iterable[tuple[bytes, bytes]], *names: bytes) -> list[str | None]:
+    """What `headers.get(name)` gives for each of `names` (lower case), in one pass: None
+    when absent, repeated values joined with ", "."""
+    found: list[str | None] = [None] * len(names)
     for key, value in fields:
-        if key.lower() == name:
+        lowered = key.lower()
+        if lowered in names:
+            at = names.index(lowered)
             text = value.decode("utf-8", "surrogateescape")
-            found = text if found is None else f"{found}, {text}"
+            before = found[at]
+            found[at] = text if before is None else f"{before}, {text}"
     return found
+
+
+def header_value(fields: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """What `headers.get(name)` gives; `name` is lower case."""
+    return header_values(fields, name)[0]
 
 
 def host_header(req: http.Request) -> str | None:

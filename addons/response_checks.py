@@ -8,12 +8,13 @@ client strips is stripped here too, so DevTools shows what the phone parses.
 from __future__ import annotations
 
 import codecs
+import functools
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
 
 from .policy.rules import Violation
-from .raw_headers import header_value
+from .raw_headers import header_values
 from .state import Runtime
 from .verdict import info_of, record
 
@@ -35,6 +36,23 @@ def declared_charset(content_type: str) -> str | None:
     return None
 
 
+# Content types longer than this are parsed afresh each time, never remembered.
+_MAX_REMEMBERED_TYPE = 256
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_kind(content_type: str) -> tuple[bool, str | None]:
+    return is_text(content_type), declared_charset(content_type)
+
+
+def text_kind(content_type: str) -> tuple[bool, str | None]:
+    """(is it text the client decodes, its declared charset): a server sends one or two
+    content types, so they are parsed once."""
+    if len(content_type) > _MAX_REMEMBERED_TYPE:
+        return is_text(content_type), declared_charset(content_type)
+    return _remembered_kind(content_type)
+
+
 def judge_body(status: int, content_type: str, body: bytes) -> list[tuple[str, str]]:
     """(rule, detail) for each response rule the body breaks. Pure."""
     found: list[tuple[str, str]] = []
@@ -42,9 +60,9 @@ def judge_body(status: int, content_type: str, body: bytes) -> list[tuple[str, s
         found.append(("response.status",
                       f"status {status}: wx.request still calls success, not fail; "
                       "check res.statusCode"))
-    if not is_text(content_type):
+    text, charset = text_kind(content_type)
+    if not text:
         return found
-    charset = declared_charset(content_type)
     if charset and charset.replace("-", "").replace("_", "") not in ("utf8",):
         found.append(("response.non_utf8",
                       f"Content-Type declares charset={charset}; the client decodes UTF-8 only"))
@@ -77,12 +95,13 @@ class ResponseChecks:
         if (not info.call.in_scope or info.decision == "blocked" or response is None
                 or info.call.api != "request" or flow.metadata.get("wxgate_synthetic")):
             return
-        fields = response.headers.fields
+        content_type, encoding = header_values(
+            response.headers.fields, b"content-type", b"content-encoding")
         # No Content-Encoding (the usual case): the body is the raw content, as
         # `get_content` would find after its own lookup of the header.
-        body = (response.get_content(strict=False) if header_value(fields, b"content-encoding")
-                is not None else response.raw_content) or b""
-        content_type = header_value(fields, b"content-type") or ""
+        body = (response.get_content(strict=False) if encoding is not None
+                else response.raw_content) or b""
+        content_type = content_type or ""
         for rule, detail in judge_body(response.status_code, content_type, body):
             record(flow, Violation(rule, detail, info.call.api), self.runtime, "reported")
         if body.startswith(BOM) and getattr(ctx.options, "wxgate_strip_bom", False):

@@ -248,7 +248,12 @@ class TlsAudit:
         if answered(flow):
             return
         call = info_of(flow).call
-        _put(self._clients, flow.client_conn.peername, ClientView(call.in_scope, call.platform))
+        peer = flow.client_conn.peername
+        view = self._clients.get(peer)
+        if view is not None and (view.in_scope, view.platform) == (call.in_scope, call.platform):
+            self._clients.move_to_end(peer)  # a keep-alive connection's next call: as before
+            return
+        _put(self._clients, peer, ClientView(call.in_scope, call.platform))
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._clients.pop(client.peername, None)
@@ -384,6 +389,11 @@ class TlsAudit:
 
     def _judge(self, flow: http.HTTPFlow, verdict: ConnVerdict, accepts: bool | None) -> None:
         """`accepts`: whether the server also accepts a legacy TLS handshake (None: unknown)."""
+        if not verdict.violations and accepts is not False:
+            # A connection that passed (every call on a keep-alive connection to a good
+            # server): nothing to log or block, only the record.
+            self._apply(flow, verdict, [], refused=False)
+            return
         violations = list(verdict.violations)
         if accepts is False:
             violations.append(check_legacy(False, True).violation())

@@ -149,9 +149,12 @@ class UpstreamPool:
             return
         call = _Call(flow, (flow.request.host, flow.request.port), time.time())
         self._calls[flow.id] = call
-        waiting = self._unmatched.setdefault((flow.client_conn.id, call.address),
-                                             collections.deque())
-        self._prune(waiting)  # a keep-alive connection's earlier calls
+        key = (flow.client_conn.id, call.address)
+        waiting = self._unmatched.get(key)
+        if waiting is None:
+            waiting = self._unmatched[key] = collections.deque()
+        else:
+            self._prune(waiting)  # a keep-alive connection's earlier calls
         waiting.append(call)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:

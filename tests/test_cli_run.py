@@ -4,10 +4,13 @@ flow list gets the comment column that holds the rule ids."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
-from wxgate.cli import WEB_COLUMNS, build_parser, mitmproxy_args
+from mitmproxy import options
+from mitmproxy.tools.dump import DumpMaster
+from wxgate.cli import WEB_COLUMNS, build_parser, mitmproxy_args, with_wxgate
 
 
 def args_for(*argv: str) -> list[str]:
@@ -58,3 +61,16 @@ def test_every_web_column_is_one_mitmweb_knows():
     from mitmproxy.tools.web.web_columns import AVAILABLE_WEB_COLUMNS
 
     assert set(WEB_COLUMNS) <= set(AVAILABLE_WEB_COLUMNS)
+
+
+def test_wxgate_joins_mitmdump_where_a_script_would_run_ahead_of_the_users_scripts():
+    """Registered with the master, not loaded as a script: its options exist before
+    mitmproxy reads `--set`, and it sits just before the script loader."""
+
+    async def chain() -> tuple[list[str], bool]:
+        master = with_wxgate(DumpMaster)(options.Options(), with_termlog=False)
+        return [type(a).__name__ for a in master.addons.chain], "wxgate_config" in master.options
+
+    names, has_option = asyncio.run(chain())
+    assert names.count("Pipeline") == 1 and has_option
+    assert names.index("Pipeline") + 1 == names.index("ScriptLoader")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mitmproxy import connection, http
 from mitmproxy.test import taddons, tflow, tutils
 from wxgate import events
+from wxgate import identify as identify_module
 from wxgate.identify import IdentifyApp
 from wxgate.verdict import info_of
 
@@ -78,3 +80,62 @@ def test_flow_is_attributed(tmp_path: Path, scope: str, url: str, method: str,
         identify.requestheaders(flow)
     call = info_of(flow).call
     assert (call.in_scope, call.appid, call.api, call.platform) == expected
+
+
+def call_on(client: connection.Client, url: str = "https://api.example.com/",
+            **headers: str) -> http.HTTPFlow:
+    req = tutils.treq()
+    req.url = url
+    req.headers.clear()
+    req.headers["Host"] = req.host
+    for name, value in headers.items():
+        req.headers[name.replace("_", "-")] = value
+    flow = tflow.tflow(req=req)
+    flow.client_conn = client
+    return flow
+
+
+def test_a_call_repeating_the_last_request_head_on_its_connection_is_identified_alike(
+        tmp_path: Path):
+    """The Call is remembered per connection; anything it is made of that differs (a header,
+    the host, the config) identifies the call afresh."""
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    identify = IdentifyApp(runtime)
+    client, other = tflow.tclient_conn(), tflow.tclient_conn()
+    with taddons.context(identify):
+        first, again = call_on(client, Referer=REFERER), call_on(client, Referer=REFERER)
+        elsewhere = call_on(other, Referer=REFERER)
+        changed = call_on(client, User_Agent=IOS)
+        host = call_on(client, "https://cdn.example.com/a.png", Referer=REFERER)
+        for flow in (first, again, elsewhere, changed, host):
+            identify.requestheaders(flow)
+        assert info_of(again).call is info_of(first).call
+        assert info_of(elsewhere).call == info_of(first).call
+        assert info_of(changed).call.platform == "ios"
+        assert info_of(host).call.api == "downloadFile"
+
+        runtime.install(runtime_for(tmp_path, CONFIG + "scope: all\n").config)
+        reloaded = call_on(client, "https://cdn.example.com/a.png", Referer=REFERER)
+        identify.requestheaders(reloaded)
+        assert info_of(reloaded).call is not info_of(host).call
+
+        identify.client_disconnected(client)
+        assert client.id not in identify._last
+
+
+def test_a_changed_onboarding_host_is_not_identified_from_a_remembered_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    identify = IdentifyApp(runtime)
+    client = tflow.tclient_conn()
+    with taddons.context(identify):
+        before = call_on(client, Referer=REFERER)
+        identify.requestheaders(before)
+        assert info_of(before).call.in_scope
+        monkeypatch.setattr(identify_module, "onboarding_host", lambda: "api.example.com")
+        identify.configure({"onboarding_host"})
+        after = call_on(client, Referer=REFERER)
+        identify.requestheaders(after)
+        assert not info_of(after).call.in_scope
