@@ -19,6 +19,7 @@ from .configfile import config_path
 if TYPE_CHECKING:
     from .policy.config import AppConfig
 
+# The mitmproxy script: `mitmdump -s SCRIPT` runs the same addons without this launcher.
 SCRIPT = Path(__file__).resolve().parent / "wxgate_addons.py"
 
 # The subcommands that live in modules of their own: name -> (module, one-line help). The
