@@ -130,31 +130,19 @@ def _forward(name: str, handlers: list[Callable[..., Any]]) -> Callable[..., Any
     to wait for, and a coroutine per event and addon was a measurable part of their cost.
     """
 
-    # Each handler with the ones after it: what is left to run if it returns an awaitable.
-    steps = _steps(handlers)
-
     def forward(*args: Any) -> Any:
-        pending, rest = _run_until_wait(steps, args)
+        pending, rest = _run_until_wait(handlers, args)
         return None if pending is None else _forward_rest(pending, rest, args)
 
     forward.__name__ = name
     return forward
 
 
-Steps = list[tuple[Callable[..., Any], "Steps"]]
-
-
-def _steps(handlers: list[Callable[..., Any]]) -> Steps:
-    steps: Steps = []
-    for handler in reversed(handlers):
-        steps = [(handler, steps), *steps]
-    return steps
-
-
-def _run_until_wait(steps: Steps, args: tuple[Any, ...]) -> tuple[Any, Steps]:
-    """Call the handlers of `steps` until one returns an awaitable: (it, the steps after
-    it), or (None, []) when none did."""
-    for handler, rest in steps:
+def _run_until_wait(handlers: list[Callable[..., Any]], args: tuple[Any, ...]
+                    ) -> tuple[Any, list[Callable[..., Any]]]:
+    """Call `handlers` until one returns an awaitable: (it, the handlers after it), or
+    (None, []) when none did."""
+    for at, handler in enumerate(handlers):
         try:
             result = handler(*args)
         except (exceptions.AddonHalt, exceptions.OptionsError):
@@ -163,11 +151,12 @@ def _run_until_wait(steps: Steps, args: tuple[Any, ...]) -> tuple[Any, Steps]:
             logger.error(f"Addon error: {exc}", exc_info=exc)
             continue
         if result is not None and inspect.isawaitable(result):
-            return result, rest
+            return result, handlers[at + 1:]
     return None, []
 
 
-async def _forward_rest(pending: Any, steps: Steps, args: tuple[Any, ...]) -> None:
+async def _forward_rest(pending: Any, handlers: list[Callable[..., Any]],
+                        args: tuple[Any, ...]) -> None:
     """The rest of `forward`, from the awaitable `pending` a handler returned on."""
     while pending is not None:
         try:
@@ -176,4 +165,4 @@ async def _forward_rest(pending: Any, steps: Steps, args: tuple[Any, ...]) -> No
             raise
         except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
             logger.error(f"Addon error: {exc}", exc_info=exc)
-        pending, steps = _run_until_wait(steps, args)
+        pending, handlers = _run_until_wait(handlers, args)
