@@ -6,7 +6,8 @@ The load benchmark (bench/run.py) measures the proxy as a whole and is noisy on 
 machine; this one calls the request/response hooks of `make_addons()` directly, in list
 order, on synthetic flows of an allowed mini-program call (canonical Referer, a listed
 domain that `resolve` maps elsewhere, a JSON 200) over ten keep-alive connections, and
-reports the best of 5 rounds of process CPU time. `--src DIR` imports the addons from another checkout (before/after).
+reports the best of 5 rounds of process CPU time. `--src DIR` imports the addons from
+another checkout (before/after).
 It leaves out mitmproxy's own hook dispatch (about 1 us per addon and event here).
 """
 

@@ -442,9 +442,7 @@ def test_an_exception_in_an_enforcing_hook_blocks_the_flow(
         else:
             flow.response = tutils.tresp()
         monkeypatch.setattr(tls_audit, "for_platform", _boom)
-        result = getattr(s.audit, hook)(flow)
-        if asyncio.iscoroutine(result):
-            asyncio.run(result)
+        run_hook(getattr(s.audit, hook)(flow))
     assert info_of(flow).decision == "blocked"
     assert flow.error is not None and flow.error.msg == Error.KILLED_MESSAGE
     assert [e["event"] for e in lines(log)] == ["wxgate_error"]

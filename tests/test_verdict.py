@@ -35,7 +35,7 @@ from wxgate.redirect_guard import RedirectGuard
 from wxgate.socket_limit import SocketLimit
 from wxgate.verdict import answered, info_of
 
-from .addon_helpers import APPID, mp_flow, runtime_for
+from .addon_helpers import APPID, mp_flow, run_hook, runtime_for
 
 # Each enforcing hook, and a name inside its module to break.
 HOOKS = [
@@ -77,9 +77,7 @@ def test_exception_in_enforcing_hook_blocks_the_flow(
         if addon_cls is not IdentifyApp:
             identify_app.requestheaders(flow)
             assert info_of(flow).call.in_scope
-        result = addon.requestheaders(flow)
-        if inspect.iscoroutine(result):
-            asyncio.run(result)
+        run_hook(addon.requestheaders(flow))
     events.SINK.close()
     if block_with == "fail":
         assert flow.error is not None and flow.error.msg == "Connection killed."
