@@ -6,6 +6,12 @@ When it fires, the flow is ended through the aborter: its upstream connection is
 closed and the client sees a network failure. Time the call spent waiting for an
 upstream connection that wxgate did not hold (`UpstreamPool.waited_s`) is time the
 phone would not have spent, so the deadline moves by as much.
+
+Every judged call starts a clock, so a clock costs no timer of its own: the calls under
+one limit are kept in the order their clocks started, which is the order of their
+deadlines, and one timer per limit waits for the first of them. A call that ends is
+only dropped from its table. A call whose deadline comes before one already in its
+table (a head that took long to arrive), or whose deadline moved, gets a timer of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ class NetworkTimeout:
     def __init__(self, runtime: Runtime, upstream: UpstreamPool | None = None) -> None:
         self.runtime = runtime
         self.upstream = upstream
+        # limit_ms -> {flow id: (flow, deadline)}, deadlines ascending; the timer of each
+        # limit waits for the first one still there when it was set
+        self._clocks: dict[int, dict[str, tuple[http.HTTPFlow, float]]] = {}
+        self._alarms: dict[int, asyncio.TimerHandle] = {}
+        # flow id -> the table its clock is in
+        self._clock_of: dict[str, dict[str, tuple[http.HTTPFlow, float]]] = {}
+        # flow id -> a timer of its own: a deadline out of order, or moved
         self._timers: dict[str, asyncio.TimerHandle] = {}
         # flow id -> seconds of upstream wait its deadline was already moved by
         self._credited: dict[str, float] = {}
@@ -35,10 +48,38 @@ class NetworkTimeout:
         if call is None or call.app is None or call.api not in APIS or not flow.live:
             return
         limit_ms = call.app.network_timeout[call.api]
-        started = flow.request.timestamp_start
-        delay = max(0.0, started + limit_ms / 1000 - time.time())
-        self._timers[flow.id] = asyncio.get_running_loop().call_later(
-            delay, self._fire, flow, limit_ms)
+        deadline = flow.request.timestamp_start + limit_ms / 1000
+        clocks = self._clocks.get(limit_ms)
+        if clocks is None:
+            clocks = self._clocks[limit_ms] = {}
+        elif clocks and next(reversed(clocks.values()))[1] > deadline:
+            self._timers[flow.id] = asyncio.get_running_loop().call_later(
+                max(0.0, deadline - time.time()), self._fire, flow, limit_ms)
+            return
+        clocks[flow.id] = (flow, deadline)
+        self._clock_of[flow.id] = clocks
+        if limit_ms not in self._alarms:
+            self._set_alarm(limit_ms, deadline)
+
+    def _set_alarm(self, limit_ms: int, deadline: float) -> None:
+        self._alarms[limit_ms] = asyncio.get_running_loop().call_later(
+            max(0.0, deadline - time.time()), self._ring, limit_ms)
+
+    def _ring(self, limit_ms: int) -> None:
+        """The first deadline under `limit_ms` when the timer was set has come: fire the
+        calls due, and wait for the next."""
+        del self._alarms[limit_ms]
+        clocks = self._clocks.get(limit_ms, {})
+        now = time.time()
+        while clocks:
+            flow_id, (flow, deadline) = next(iter(clocks.items()))
+            if deadline > now:
+                self._set_alarm(limit_ms, deadline)
+                return
+            del clocks[flow_id]
+            self._clock_of.pop(flow_id, None)
+            self._fire(flow, limit_ms)
+        self._clocks.pop(limit_ms, None)
 
     def _fire(self, flow: http.HTTPFlow, limit_ms: int) -> None:
         self._timers.pop(flow.id, None)
@@ -67,9 +108,17 @@ class NetworkTimeout:
         ), self.runtime)
 
     def _stop(self, flow: http.HTTPFlow) -> None:
+        # The timer of the call's limit stays: it finds the call gone, and waits for the next.
+        clocks = self._clock_of.pop(flow.id, None)
+        if clocks is not None:
+            clocks.pop(flow.id, None)
         self._credited.pop(flow.id, None)
         timer = self._timers.pop(flow.id, None)
         if timer is not None:
+            timer.cancel()
+
+    def done(self) -> None:
+        for timer in [*self._alarms.values(), *self._timers.values()]:
             timer.cancel()
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -45,6 +45,7 @@ from .state import Runtime
 from .summary import Summary
 from .tls_audit import TlsAudit
 from .upstream_pool import UpstreamPool
+from .verdict import FailureHandler, guarded_wait, unguarded
 from .websocket_memory import WebSocketMemory
 
 
@@ -106,7 +107,7 @@ class Pipeline:
         self.members = members
         self._load_members: Callable[..., Any] | None = None
         for name in hooks.all_hooks:
-            handlers = [method for member in members
+            handlers = [unguarded(method) for member in members
                         if callable(method := getattr(member, name, None))]
             if not handlers:
                 continue
@@ -122,12 +123,17 @@ class Pipeline:
             self._load_members(loader)
 
 
-def _forward(name: str, handlers: list[Callable[..., Any]]) -> Callable[..., Any]:
+Handler = tuple[Callable[..., Any], FailureHandler | None]
+
+
+def _forward(name: str, handlers: list[Handler]) -> Callable[..., Any]:
     """One hook that calls `handlers` in order, as mitmproxy's addon manager would.
 
     It runs synchronously until a handler returns an awaitable, and only then returns a
     coroutine that awaits it and runs the rest: a judged call's hooks mostly have nothing
     to wait for, and a coroutine per event and addon was a measurable part of their cost.
+    A fail-closed hook (`verdict.fail_closed`) is called without its guard, and a failure
+    of it, or of what it returned to await, blocks the flow as the guard would.
     """
 
     def forward(*args: Any) -> Any:
@@ -138,24 +144,29 @@ def _forward(name: str, handlers: list[Callable[..., Any]]) -> Callable[..., Any
     return forward
 
 
-def _run_until_wait(handlers: list[Callable[..., Any]], args: tuple[Any, ...]
-                    ) -> tuple[Any, list[Callable[..., Any]]]:
+def _run_until_wait(handlers: list[Handler], args: tuple[Any, ...]
+                    ) -> tuple[Any, list[Handler]]:
     """Call `handlers` until one returns an awaitable: (it, the handlers after it), or
     (None, []) when none did."""
-    for at, handler in enumerate(handlers):
+    for at, (handler, failed) in enumerate(handlers):
         try:
             result = handler(*args)
         except (exceptions.AddonHalt, exceptions.OptionsError):
             raise
         except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
-            logger.error(f"Addon error: {exc}", exc_info=exc)
+            if failed is not None:
+                failed(args[0], exc)
+            else:
+                logger.error(f"Addon error: {exc}", exc_info=exc)
             continue
         if result is not None and inspect.isawaitable(result):
+            if failed is not None:
+                result = guarded_wait(result, failed, args[0])
             return result, handlers[at + 1:]
     return None, []
 
 
-async def _forward_rest(pending: Any, handlers: list[Callable[..., Any]],
+async def _forward_rest(pending: Any, handlers: list[Handler],
                         args: tuple[Any, ...]) -> None:
     """The rest of `forward`, from the awaitable `pending` a handler returned on."""
     while pending is not None:

@@ -40,9 +40,15 @@ class Slots:
         """Take a slot now if one is free (and nobody queued before us)."""
         if holder in self._holder_key:
             return True
-        if self.in_use(key) >= limit or self.waiting(key):
+        # Every call takes a slot: the common case (free, nobody queued) calls nothing else.
+        held = self._held.get(key)
+        if (held is not None and len(held) >= limit) or (
+                key in self._waiting and self.waiting(key)):
             return False
-        self._take(key, holder)
+        if held is None:
+            held = self._held[key] = set()
+        held.add(holder)
+        self._holder_key[holder] = key
         return True
 
     def force_acquire(self, key: Any, holder: Any) -> None:

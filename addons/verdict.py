@@ -51,7 +51,10 @@ def answered(flow: http.HTTPFlow) -> bool:
     A kill ends a live flow's `live`, so a flow seen live and then killed (by another
     addon, or by wxgate's own drop fault) counts as answered too.
     """
-    info = info_of(flow)
+    return _answered(flow, info_of(flow))
+
+
+def _answered(flow: http.HTTPFlow, info: FlowInfo) -> bool:
     if info.decision == "blocked":
         return True
     if flow.live:
@@ -62,8 +65,9 @@ def answered(flow: http.HTTPFlow) -> bool:
 
 def judgeable(flow: http.HTTPFlow) -> Call | None:
     """The flow's Call when it is a mini program's call that nothing has answered yet."""
-    call = info_of(flow).call
-    return call if call.in_scope and not answered(flow) else None
+    info = info_of(flow)
+    call = info.call
+    return call if call.in_scope and not _answered(flow, info) else None
 
 
 def client_port(flow: http.HTTPFlow) -> int:
@@ -254,14 +258,35 @@ def fail_closed[F: Callable[..., Any]](hook: F) -> F:
             return None
         if result is not None and inspect.isawaitable(result):
             # An async hook, or one that has to wait only this time (a queued call).
-            return _guarded_wait(result, self, flow)
+            return guarded_wait(result, functools.partial(failed, self), flow)
         return result
 
-    async def _guarded_wait(waiting: Awaitable[Any], self: Any, flow: http.HTTPFlow) -> Any:
-        try:
-            return await waiting
-        except Exception as exc:  # noqa: BLE001 - the point is to catch everything
-            failed(self, flow, exc)
-            return None
-
+    # The Pipeline calls the hook itself and hands a failure to `failed`: one call less
+    # per hook and flow than through `guarded`, the same outcome (see `unguarded`).
+    guarded.wxgate_unguarded = (hook, failed)  # type: ignore[attr-defined]
     return guarded  # type: ignore[return-value]
+
+
+# What blocks a flow whose fail-closed hook raised: (flow, the exception).
+FailureHandler = Callable[[http.HTTPFlow, Exception], None]
+
+
+async def guarded_wait(waiting: Awaitable[Any], failed: FailureHandler,
+                       flow: http.HTTPFlow) -> Any:
+    """Await what a fail-closed hook returned; a failure while waiting blocks the flow."""
+    try:
+        return await waiting
+    except Exception as exc:  # noqa: BLE001 - the point is to catch everything
+        failed(flow, exc)
+        return None
+
+
+def unguarded(method: Callable[..., Any]) -> tuple[Callable[..., Any], FailureHandler | None]:
+    """A bound hook method as (the hook without its `fail_closed` guard, what blocks the
+    flow when it raises), or (the method, None) for a hook that is not fail-closed."""
+    raw = getattr(getattr(method, "__func__", None), "wxgate_unguarded", None)
+    if raw is None:
+        return method, None
+    hook, failed = raw
+    addon = method.__self__  # type: ignore[attr-defined]
+    return functools.partial(hook, addon), functools.partial(failed, addon)

@@ -91,6 +91,10 @@ async def measure(count: int) -> tuple[Counter[str], float]:
         flow.response = None
         return flow
 
+    # Each hook's methods and their names, looked up once: the loop times only the call.
+    steps = [(hook, [(f"{type(addon).__name__}.{hook}", method) for addon in addons
+                     if (method := getattr(addon, hook, None)) is not None])
+             for hook in HOOKS]
     per_addon: Counter[str] = Counter()
     best = float("inf")
     with taddons.context(*addons) as tctx:
@@ -100,19 +104,19 @@ async def measure(count: int) -> tuple[Counter[str], float]:
             flows = [allowed_call(i) for i in range(count)]
             began = time.process_time()
             for flow in flows:
-                for hook in HOOKS:
+                for hook, methods in steps:
                     if hook == "responseheaders":
                         flow.response = response
-                    for addon in addons:
-                        method = getattr(addon, hook, None)
-                        if method is None:
-                            continue
+                    for name, method in methods:
                         start = time.perf_counter_ns()
                         result = method(flow)
                         if inspect.isawaitable(result):
                             await result
-                        per_addon[f"{type(addon).__name__}.{hook}"] += (
-                            time.perf_counter_ns() - start)
+                        spent = time.perf_counter_ns() - start
+                        per_addon[name] += spent
+                # The event loop turns between calls, as live: cancelled timers are
+                # cleaned up instead of piling up in its heap.
+                await asyncio.sleep(0)
             best = min(best, (time.process_time() - began) / count * 1e6)
             assert not any(f.marked for f in flows), "an allowed call was judged a violation"
         events.SINK.close()

@@ -30,7 +30,7 @@ from wxgate.faults_injector import Faults
 from wxgate.identify import IdentifyApp
 from wxgate.judge import Judge
 from wxgate.network_timeout import NetworkTimeout
-from wxgate.pipeline import make_addons
+from wxgate.pipeline import Pipeline, make_addons
 from wxgate.redirect_guard import RedirectGuard
 from wxgate.socket_limit import SocketLimit
 from wxgate.verdict import answered, info_of
@@ -50,14 +50,21 @@ def _boom(*_: object, **__: object) -> None:
     raise RuntimeError("injected")
 
 
+def _hook(addon: object, name: str, via: str) -> Any:
+    """The addon's hook as the audit calls it (`direct`: through its `fail_closed` guard)
+    or as the live proxy does (`pipeline`: the Pipeline calls it unguarded and blocks)."""
+    return getattr(addon if via == "direct" else Pipeline([addon]), name)
+
+
 @pytest.mark.parametrize(
     ("module", "attr", "addon_cls", "headers"), HOOKS,
     ids=[f"{cls.__name__}.requestheaders" for _, _, cls, _ in HOOKS],
 )
 @pytest.mark.parametrize("block_with", ["fail", "response"])
+@pytest.mark.parametrize("via", ["direct", "pipeline"])
 def test_exception_in_enforcing_hook_blocks_the_flow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: ModuleType, attr: str,
-    addon_cls: type, headers: dict[str, str], block_with: str,
+    addon_cls: type, headers: dict[str, str], block_with: str, via: str,
 ):
     runtime = runtime_for(tmp_path)
     runtime.install(runtime.config.__class__(**{
@@ -77,7 +84,7 @@ def test_exception_in_enforcing_hook_blocks_the_flow(
         if addon_cls is not IdentifyApp:
             identify_app.requestheaders(flow)
             assert info_of(flow).call.in_scope
-        run_hook(addon.requestheaders(flow))
+        run_hook(_hook(addon, "requestheaders", via)(flow))
     events.SINK.close()
     if block_with == "fail":
         assert flow.error is not None and flow.error.msg == "Connection killed."
@@ -121,9 +128,10 @@ LATE_HOOKS: list[tuple[type, str, Any]] = [
 @pytest.mark.parametrize(("addon_cls", "hook", "breaker"), LATE_HOOKS,
                          ids=[f"{cls.__name__}.{hook}" for cls, hook, _ in LATE_HOOKS])
 @pytest.mark.parametrize("block_with", ["fail", "response"])
+@pytest.mark.parametrize("via", ["direct", "pipeline"])
 def test_exception_in_a_later_enforcing_hook_blocks_the_flow(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, addon_cls: type, hook: str,
-    breaker: Any, block_with: str,
+    breaker: Any, block_with: str, via: str,
 ) -> None:
     """An exception injected into the hook's rule code blocks the call and logs one
     wxgate_error naming the hook: before the upstream as `block_with` says; in the
@@ -144,7 +152,7 @@ def test_exception_in_a_later_enforcing_hook_blocks_the_flow(
         if hook == "response":
             flow.response = tutils.tresp(status_code=302, content=b"")
             flow.response.headers["Location"] = "https://evil.example.net/next"
-        result = getattr(addon, hook)(flow)
+        result = _hook(addon, hook, via)(flow)
         if inspect.isawaitable(result):
             await result
         return flow
@@ -199,12 +207,13 @@ class FailsWhileWaiting:
         return wait()
 
 
-def test_an_exception_while_a_hook_waits_blocks_the_flow(tmp_path: Path):
+@pytest.mark.parametrize("via", ["direct", "pipeline"])
+def test_an_exception_while_a_hook_waits_blocks_the_flow(tmp_path: Path, via: str):
     runtime = runtime_for(tmp_path)
     events.configure("off")
     flow = mp_flow()
     with taddons.context():
-        asyncio.run(FailsWhileWaiting(runtime).requestheaders(flow))
+        asyncio.run(_hook(FailsWhileWaiting(runtime), "requestheaders", via)(flow))
     assert flow.error is not None and flow.error.msg == "Connection killed."
     assert info_of(flow).decision == "blocked"
 
