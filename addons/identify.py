@@ -71,7 +71,8 @@ class IdentifyApp:
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.runtime.flows += 1
-        if answered(flow):
+        info = info_of(flow)
+        if answered(flow, info):
             return
         req = flow.request
         data = req.data
@@ -99,6 +100,6 @@ class IdentifyApp:
                 device=device_of_flow(flow), config=config)
             if len(data.headers.fields) <= _MAX_REMEMBERED_FIELDS:
                 self._last[client.id] = (made_of, config, call)
-        info_of(flow).call = call
+        info.call = call
         if call.in_scope:
-            publish(flow)
+            publish(flow, info)

@@ -21,6 +21,5 @@ class LongUrls:
             # typeshed hides the lru_cache wrapper behind urlsplit's overloads
             getattr(urllib.parse.urlsplit, "cache_clear", lambda: None)()
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        # Later hooks (redirects, the control API) parse it again.
-        self.requestheaders(flow)
+    # Later hooks (redirects, the control API) parse it again.
+    response = requestheaders

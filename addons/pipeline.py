@@ -105,6 +105,9 @@ class Pipeline:
         import mitmproxy.eventsequence  # noqa: F401 - every protocol layer's hooks
 
         self.members = members
+        # mitmproxy's sub-addons of this one, walked after it for every event: only
+        # `wxgate run`'s script loader (`cli.with_wxgate`), never the members.
+        self.addons: list[object]
         self._load_members: Callable[..., Any] | None = None
         for name in hooks.all_hooks:
             handlers = [unguarded(method) for member in members

@@ -103,6 +103,8 @@ class ConnVerdict:
     error: str | None = None
     # (name, address) to probe for TLS 1.2 (tls.no_legacy): a live TLS 1.3 connection.
     legacy_probe: tuple[str, Address] | None = None
+    # What a call's META_TLS says once the connection passed: every later call on it.
+    passed: dict[str, object] | None = None
 
 
 def crypto_cert(cert: Any) -> x509.Certificate:
@@ -366,6 +368,9 @@ class TlsAudit:
         verdict = self._conns.get(flow.server_conn.id)
         if verdict is None:
             return None
+        if verdict.passed is not None:
+            flow.metadata[META_TLS] = {**verdict.passed, "rules": []}
+            return None
         if verdict.error:
             raise RuntimeError(f"judging the upstream TLS failed: {verdict.error}")
         if verdict.legacy_probe is not None and flow.live:
@@ -391,8 +396,9 @@ class TlsAudit:
         """`accepts`: whether the server also accepts a legacy TLS handshake (None: unknown)."""
         if not verdict.violations and accepts is not False:
             # A connection that passed (every call on a keep-alive connection to a good
-            # server): nothing to log or block, only the record.
+            # server): nothing to log or block, only the record, the same for every call.
             self._apply(flow, verdict, [], refused=False)
+            verdict.passed = flow.metadata[META_TLS]
             return
         violations = list(verdict.violations)
         if accepts is False:

@@ -111,8 +111,9 @@ class UpstreamPool:
         self.runtime = runtime
         self._caps: dict[str, ConnectionCaps] = {}  # client id -> its connection caps
         self._calls: dict[str, _Call] = {}  # flow id -> call
-        # (client id, address) -> ready calls no connection was opened for yet, oldest first
-        self._unmatched: dict[tuple[str, Address], collections.deque[_Call]] = {}
+        # (client id, address) -> {flow id: call}: ready calls no connection was opened
+        # for yet, oldest first
+        self._unmatched: dict[tuple[str, Address], dict[str, _Call]] = {}
         self._by_server: dict[str, _Call] = {}  # server id -> the call it was opened for
         self._broken = False
 
@@ -152,10 +153,8 @@ class UpstreamPool:
         key = (flow.client_conn.id, call.address)
         waiting = self._unmatched.get(key)
         if waiting is None:
-            waiting = self._unmatched[key] = collections.deque()
-        else:
-            self._prune(waiting)  # a keep-alive connection's earlier calls
-        waiting.append(call)
+            waiting = self._unmatched[key] = {}
+        waiting[flow.id] = call
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """The last hook before mitmproxy takes a place under its cap for this connection."""
@@ -164,23 +163,18 @@ class UpstreamPool:
             return
         caps = self._caps.get(data.client.id)
         cap = caps.fit(address) if caps is not None else MITMPROXY_CONNS_PER_ADDRESS
-        # mitmproxy asks for connections in the order calls became ready.
+        # mitmproxy asks for connections in the order calls became ready: the oldest call
+        # still without one (a call given an open connection, HTTP/2 or keep-alive, has one).
         key = (data.client.id, address)
-        waiting = self._unmatched.get(key)
-        if waiting is not None and self._prune(waiting):
-            call = waiting.popleft()
-            call.server, call.hooked, call.cap = data.server, time.time(), cap
-            self._by_server[data.server.id] = call
+        waiting = self._unmatched.get(key, {})
+        for flow_id, call in list(waiting.items()):
+            del waiting[flow_id]
+            if call.flow.server_conn.timestamp_start is None:
+                call.server, call.hooked, call.cap = data.server, time.time(), cap
+                self._by_server[data.server.id] = call
+                break
         if not waiting:
             self._unmatched.pop(key, None)
-
-    def _prune(self, waiting: collections.deque[_Call]) -> bool:
-        """Drop the oldest calls that ended or were given an open connection (HTTP/1
-        keep-alive, HTTP/2); whether a call still without a connection is left first."""
-        while waiting and (waiting[0].flow.id not in self._calls
-                           or waiting[0].flow.server_conn.timestamp_start is not None):
-            waiting.popleft()
-        return bool(waiting)
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         call = self._by_server.get(data.server.id)
@@ -203,7 +197,13 @@ class UpstreamPool:
 
     def _end(self, flow: http.HTTPFlow) -> None:
         call = self._calls.pop(flow.id, None)
-        if call is not None:
+        if call is None:
+            return
+        key = (flow.client_conn.id, call.address)
+        waiting = self._unmatched.get(key)
+        if waiting is not None and waiting.pop(flow.id, None) is not None and not waiting:
+            del self._unmatched[key]
+        if call.server is not None or flow.server_conn.timestamp_start is None:
             self._report(call)  # a call that ended while still waiting, too
 
     def client_disconnected(self, client: connection.Client) -> None:

@@ -38,23 +38,25 @@ def info_of(flow: http.HTTPFlow) -> FlowInfo:
     return info
 
 
-def publish(flow: http.HTTPFlow) -> None:
+def publish(flow: http.HTTPFlow, info: FlowInfo | None = None) -> None:
     """Copy the decision into `flow.metadata` as plain data: saved flows and mitmweb keep it."""
-    flow.metadata[META] = info_of(flow).summary()
+    flow.metadata[META] = (info or info_of(flow)).summary()
 
 
-def answered(flow: http.HTTPFlow) -> bool:
+def answered(flow: http.HTTPFlow, info: FlowInfo | None = None) -> bool:
     """Another addon (or wxgate itself) already answered or killed this flow.
 
     A loaded flow (`-r`, audit) carries the response and error it had when captured:
     those say nothing about what the client would do, so only wxgate's own block counts.
     A kill ends a live flow's `live`, so a flow seen live and then killed (by another
-    addon, or by wxgate's own drop fault) counts as answered too.
+    addon, or by wxgate's own drop fault) counts as answered too. `info`: the flow's
+    FlowInfo, when the caller has it.
     """
-    return _answered(flow, info_of(flow))
-
-
-def _answered(flow: http.HTTPFlow, info: FlowInfo) -> bool:
+    if info is None:
+        # `info_of` without a call of its own: every hook of every call asks.
+        info = getattr(flow, _INFO_ATTR, None)
+        if info is None:
+            info = info_of(flow)
     if info.decision == "blocked":
         return True
     if flow.live:
@@ -65,9 +67,11 @@ def _answered(flow: http.HTTPFlow, info: FlowInfo) -> bool:
 
 def judgeable(flow: http.HTTPFlow) -> Call | None:
     """The flow's Call when it is a mini program's call that nothing has answered yet."""
-    info = info_of(flow)
+    info = getattr(flow, _INFO_ATTR, None)
+    if info is None:
+        info = info_of(flow)
     call = info.call
-    return call if call.in_scope and not _answered(flow, info) else None
+    return call if call.in_scope and not answered(flow, info) else None
 
 
 def client_port(flow: http.HTTPFlow) -> int:

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import options
+from mitmproxy.addonmanager import traverse
+from mitmproxy.addons.script import ScriptLoader
+from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
+from mitmproxy.test import tflow
 from mitmproxy.tools.dump import DumpMaster
 from wxgate.cli import WEB_COLUMNS, build_parser, mitmproxy_args, with_wxgate
+
+from .addon_helpers import CONFIG, REFERER
 
 
 def args_for(*argv: str) -> list[str]:
@@ -65,12 +71,52 @@ def test_every_web_column_is_one_mitmweb_knows():
 
 def test_wxgate_joins_mitmdump_where_a_script_would_run_ahead_of_the_users_scripts():
     """Registered with the master, not loaded as a script: its options exist before
-    mitmproxy reads `--set`, and it sits just before the script loader."""
+    mitmproxy reads `--set`. It takes the script loader's place in the chain and holds the
+    loader, so mitmproxy delivers each event to it and then to the loader and its scripts,
+    without a chain member of wxgate's own; the loader keeps its name and commands."""
 
-    async def chain() -> tuple[list[str], bool]:
+    async def chain() -> tuple[list[str], list[str], bool, bool, bool]:
         master = with_wxgate(DumpMaster)(options.Options(), with_termlog=False)
-        return [type(a).__name__ for a in master.addons.chain], "wxgate_config" in master.options
+        loader = master.addons.get("scriptloader")
+        return ([type(a).__name__ for a in master.addons.chain],
+                [type(a).__name__ for a in traverse(master.addons.chain)],
+                "wxgate_config" in master.options, isinstance(loader, ScriptLoader),
+                "script.run" in master.commands.commands)
 
-    names, has_option = asyncio.run(chain())
-    assert names.count("Pipeline") == 1 and has_option
-    assert names.index("Pipeline") + 1 == names.index("ScriptLoader")
+    names, walked, has_option, loader_found, loader_commands = asyncio.run(chain())
+    assert names.count("Pipeline") == 1 and "ScriptLoader" not in names
+    assert walked.index("Pipeline") + 1 == walked.index("ScriptLoader")
+    assert walked.count("ScriptLoader") == 1
+    assert has_option and loader_found and loader_commands
+
+
+def test_a_users_script_runs_after_wxgate_and_sees_its_verdict(tmp_path: Path):
+    """`--set scripts=` under `wxgate run`: the script, a sub-addon of the loader the
+    Pipeline holds, gets every event after wxgate's addons, once."""
+    script = tmp_path / "seen.py"
+    script.write_text(
+        "seen = []\n"
+        "class Seen:\n"
+        "    def requestheaders(self, flow):\n"
+        "        seen.append(flow.metadata.get('wxgate', {}).get('decision'))\n"
+        "addons = [Seen()]\n")
+
+    config = tmp_path / "wxgate.yaml"
+    config.write_text(CONFIG)
+
+    async def run() -> list[object]:
+        master = with_wxgate(DumpMaster)(options.Options(), with_termlog=False)
+        master.options.update(wxgate_config=str(config), scripts=[str(script)])
+        loader = master.addons.get("scriptloader")
+        for _ in range(100):  # mitmproxy loads a script in a task of its own
+            if loader.addons[0].ns is not None:
+                break
+            await asyncio.sleep(0.05)
+        flow = tflow.tflow()
+        flow.request.url = "https://api.example.com/x"
+        flow.request.headers["Referer"] = REFERER
+        flow.client_conn.sni = "api.example.com"
+        await master.addons.handle_lifecycle(HttpRequestHeadersHook(flow))
+        return list(loader.addons[0].ns.seen)
+
+    assert asyncio.run(run()) == ["allowed"]
