@@ -16,6 +16,7 @@ itself (`replay.py`), in the same order.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable
@@ -115,9 +116,9 @@ class Pipeline:
             if not handlers:
                 continue
             if name == "load":
-                self._load_members = _forward(name, handlers)
+                self._load_members = _forward(handlers)
             else:
-                setattr(self, name, _forward(name, handlers))
+                setattr(self, name, _forward(handlers))
 
     def load(self, loader: Any) -> None:
         for member in self.members:
@@ -129,7 +130,7 @@ class Pipeline:
 Handler = tuple[Callable[..., Any], FailureHandler | None]
 
 
-def _forward(name: str, handlers: list[Handler]) -> Callable[..., Any]:
+def _forward(handlers: list[Handler]) -> Callable[..., Any]:
     """One hook that calls `handlers` in order, as mitmproxy's addon manager would.
 
     It runs synchronously until a handler returns an awaitable, and only then returns a
@@ -137,20 +138,14 @@ def _forward(name: str, handlers: list[Handler]) -> Callable[..., Any]:
     to wait for, and a coroutine per event and addon was a measurable part of their cost.
     A fail-closed hook (`verdict.fail_closed`) is called without its guard, and a failure
     of it, or of what it returned to await, blocks the flow as the guard would.
+    A partial, not a closure: mitmproxy calls it straight into `_deliver`.
     """
-
-    def forward(*args: Any) -> Any:
-        pending, rest = _run_until_wait(handlers, args)
-        return None if pending is None else _forward_rest(pending, rest, args)
-
-    forward.__name__ = name
-    return forward
+    return functools.partial(_deliver, handlers)
 
 
-def _run_until_wait(handlers: list[Handler], args: tuple[Any, ...]
-                    ) -> tuple[Any, list[Handler]]:
-    """Call `handlers` until one returns an awaitable: (it, the handlers after it), or
-    (None, []) when none did."""
+def _deliver(handlers: list[Handler], *args: Any) -> Any:
+    """Call `handlers` in order; None when none had to wait, else the coroutine that
+    awaits the one that did and delivers to the rest."""
     for at, (handler, failed) in enumerate(handlers):
         try:
             result = handler(*args)
@@ -165,18 +160,18 @@ def _run_until_wait(handlers: list[Handler], args: tuple[Any, ...]
         if result is not None and inspect.isawaitable(result):
             if failed is not None:
                 result = guarded_wait(result, failed, args[0])
-            return result, handlers[at + 1:]
-    return None, []
+            return _deliver_after(result, handlers[at + 1:], args)
+    return None
 
 
-async def _forward_rest(pending: Any, handlers: list[Handler],
-                        args: tuple[Any, ...]) -> None:
-    """The rest of `forward`, from the awaitable `pending` a handler returned on."""
-    while pending is not None:
-        try:
-            await pending
-        except (exceptions.AddonHalt, exceptions.OptionsError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
-            logger.error(f"Addon error: {exc}", exc_info=exc)
-        pending, handlers = _run_until_wait(handlers, args)
+async def _deliver_after(pending: Any, handlers: list[Handler], args: tuple[Any, ...]) -> None:
+    """The rest of `_deliver`, from the awaitable `pending` a handler returned."""
+    try:
+        await pending
+    except (exceptions.AddonHalt, exceptions.OptionsError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
+        logger.error(f"Addon error: {exc}", exc_info=exc)
+    rest = _deliver(handlers, *args)
+    if rest is not None:
+        await rest
