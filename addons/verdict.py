@@ -71,7 +71,11 @@ def judgeable(flow: http.HTTPFlow) -> Call | None:
     if info is None:
         info = info_of(flow)
     call = info.call
-    return call if call.in_scope and not answered(flow, info) else None
+    if not call.in_scope or info.decision == "blocked":
+        return None
+    if flow.live:  # `answered` for a live flow, written out: most hooks of a call ask
+        return call if flow.response is None and flow.error is None else None
+    return None if answered(flow, info) else call
 
 
 def client_port(flow: http.HTTPFlow) -> int:
