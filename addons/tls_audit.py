@@ -396,9 +396,11 @@ class TlsAudit:
         """`accepts`: whether the server also accepts a legacy TLS handshake (None: unknown)."""
         if not verdict.violations and accepts is not False:
             # A connection that passed (every call on a keep-alive connection to a good
-            # server): nothing to log or block, only the record, the same for every call.
+            # server): nothing to log or block, only the record. It is the same for every
+            # later call once nothing is left to learn: no probe, or one that answered.
             self._apply(flow, verdict, [], refused=False)
-            verdict.passed = flow.metadata[META_TLS]
+            if verdict.legacy_probe is None or accepts is True:
+                verdict.passed = flow.metadata[META_TLS]
             return
         violations = list(verdict.violations)
         if accepts is False:

@@ -519,6 +519,39 @@ def test_a_tls13_only_server_warns_every_call_after_one_probe(
         ("android", "tls.no_legacy", "warning"), ("ios", "tls.no_legacy", "warning")]
 
 
+def test_a_probe_that_outlasts_a_call_still_judges_the_later_calls(
+        tmp_path: Path, pki: Pki, log: Path, monkeypatch: pytest.MonkeyPatch):
+    """The first call stops waiting for the TLS 1.2 probe and passes (unknown); once the
+    probe finds a TLS 1.3-only server, the connection's later calls are warned."""
+    finish = asyncio.Event()
+
+    async def slow_probe(address: Any, host: str) -> bool:
+        await finish.wait()
+        return False
+
+    monkeypatch.setattr(tls_audit, "accepts_tls12", slow_probe)
+    monkeypatch.setattr(tls_audit, "LEGACY_PROBE_TIMEOUT_S", 0.05)
+    s = Setup(tmp_path, pki)
+    server = server_with(pki.serve(HOST).sent)
+    server.address = ("127.0.0.1", 9)
+
+    async def calls() -> None:
+        s.audit.tls_established_server(tls_data(server, ssl_conn=FakeSSL([])))
+        for n in range(3):
+            if n == 2:
+                finish.set()
+                await asyncio.sleep(0)
+            flow = s.flow(ANDROID_UA, server)
+            flow.response = tutils.tresp()
+            waiting = s.audit.responseheaders(flow)
+            if waiting is not None:
+                await waiting
+
+    with taddons.context(s.audit, s.identify):
+        asyncio.run(calls())
+    assert [e["rule"] for e in lines(log)] == ["tls.no_legacy"]
+
+
 def test_the_tls12_probe_tells_a_tls13_only_server_apart(servers: dict[str, Upstream]):
     async def probe_all() -> list[bool | None]:
         return [await accepts_tls12(("127.0.0.1", servers["both"].port), HOST),
