@@ -126,9 +126,7 @@ class Devices:
         an appid that is not a configured app (report mode lets it through)."""
         if call_id in self._call_device:
             return
-        device = self._devices.get(address)
-        if device is None or (remember_app and appid not in device.apps):
-            device = self.seen(address, appid if remember_app else None)
+        device = self.seen(address, appid if remember_app else None)
         device.running[call_id] = appid
         device.calls += 1
         device.last_active = self.clock()
@@ -140,9 +138,8 @@ class Devices:
         device = self._devices.get(address) if address is not None else None
         if device is not None:
             device.running.pop(call_id, None)
-            now = device.last_active = self.clock()
-            if now - self._last_sweep >= min(self.idle_ms / 4000, 1.0):
-                self.sweep()
+            device.last_active = self.clock()
+            self._maybe_sweep(device.last_active)
 
     def running(self, address: str | None = None, appid: str | None = None) -> list[str]:
         """Ids of the calls running on the device (every device when None), of `appid`
@@ -167,8 +164,7 @@ class Devices:
         return gone
 
     def _maybe_sweep(self, now: float) -> None:
-        # Often enough to keep memory flat under churn, rarely enough to cost nothing
-        # (`end` checks the same inline: it runs for every call).
+        # Often enough to keep memory flat under churn, rarely enough to cost nothing.
         if now - self._last_sweep >= min(self.idle_ms / 4000, 1.0):
             self.sweep()
 

@@ -47,10 +47,7 @@ class IdleConnections:
             self._arm(flow.client_conn)
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # `_disarm`, written out: every call asks, and only a connection's first has a timer.
-        timer = self._timers.pop(flow.client_conn.id, None)
-        if timer is not None:
-            timer.cancel()
+        self._disarm(flow.client_conn)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         if data.ignore_connection:

@@ -17,8 +17,7 @@ LONG_URL = 8 * 1024
 
 class LongUrls:
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # The raw bytes, not the decoded `path`: at least as long, and nothing to decode.
-        if len(flow.request.data.path) > LONG_URL:
+        if len(flow.request.path) > LONG_URL:
             # typeshed hides the lru_cache wrapper behind urlsplit's overloads
             getattr(urllib.parse.urlsplit, "cache_clear", lambda: None)()
 

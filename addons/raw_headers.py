@@ -31,18 +31,8 @@ def header_value(fields: Iterable[tuple[bytes, bytes]], name: bytes) -> str | No
     return header_values(fields, name)[0]
 
 
-_AUTHORITY_FIRST = (b"HTTP/2.0", b"HTTP/3")  # `is_http2`, `is_http3`
-
-
 def host_header(req: http.Request) -> str | None:
     """What `req.host_header` gives: HTTP/2's and HTTP/3's :authority, else the Host header."""
-    data = req.data
-    if data.authority and data.http_version in _AUTHORITY_FIRST:
+    if (req.is_http2 or req.is_http3) and req.data.authority:
         return req.authority
-    # `header_value(fields, b"host")` written out: every call asks, before it is identified.
-    found = None
-    for key, value in data.headers.fields:
-        if key.lower() == b"host":
-            text = value.decode("utf-8", "surrogateescape")
-            found = text if found is None else f"{found}, {text}"
-    return found
+    return header_value(req.data.headers.fields, b"host")

@@ -23,7 +23,9 @@ class Slots:
         return len(self._held.get(key, ()))
 
     def waiting(self, key: Any) -> int:
-        return sum(1 for _, fut in self._waiting.get(key, ()) if not fut.done())
+        queue = self._waiting.get(key)
+        # Every call asks; a key with nobody queued (the usual case) has no queue at all.
+        return sum(1 for _, fut in queue if not fut.done()) if queue else 0
 
     def counts(self) -> dict[Any, int]:
         return {key: len(held) for key, held in self._held.items() if held}
@@ -40,15 +42,9 @@ class Slots:
         """Take a slot now if one is free (and nobody queued before us)."""
         if holder in self._holder_key:
             return True
-        # Every call takes a slot: the common case (free, nobody queued) calls nothing else.
-        held = self._held.get(key)
-        if (held is not None and len(held) >= limit) or (
-                key in self._waiting and self.waiting(key)):
+        if self.in_use(key) >= limit or self.waiting(key):
             return False
-        if held is None:
-            held = self._held[key] = set()
-        held.add(holder)
-        self._holder_key[holder] = key
+        self._take(key, holder)
         return True
 
     def force_acquire(self, key: Any, holder: Any) -> None:

@@ -150,11 +150,7 @@ class UpstreamPool:
             return
         call = _Call(flow, (flow.request.host, flow.request.port), time.time())
         self._calls[flow.id] = call
-        key = (flow.client_conn.id, call.address)
-        waiting = self._unmatched.get(key)
-        if waiting is None:
-            waiting = self._unmatched[key] = {}
-        waiting[flow.id] = call
+        self._unmatched.setdefault((flow.client_conn.id, call.address), {})[flow.id] = call
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """The last hook before mitmproxy takes a place under its cap for this connection."""
@@ -203,8 +199,7 @@ class UpstreamPool:
         waiting = self._unmatched.get(key)
         if waiting is not None and waiting.pop(flow.id, None) is not None and not waiting:
             del self._unmatched[key]
-        if call.server is not None or flow.server_conn.timestamp_start is None:
-            self._report(call)  # a call that ended while still waiting, too
+        self._report(call)  # a call that ended while still waiting, too
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._caps.pop(client.id, None)

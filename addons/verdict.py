@@ -53,10 +53,7 @@ def answered(flow: http.HTTPFlow, info: FlowInfo | None = None) -> bool:
     FlowInfo, when the caller has it.
     """
     if info is None:
-        # `info_of` without a call of its own: every hook of every call asks.
-        info = getattr(flow, _INFO_ATTR, None)
-        if info is None:
-            info = info_of(flow)
+        info = info_of(flow)
     if info.decision == "blocked":
         return True
     if flow.live:
@@ -67,15 +64,9 @@ def answered(flow: http.HTTPFlow, info: FlowInfo | None = None) -> bool:
 
 def judgeable(flow: http.HTTPFlow) -> Call | None:
     """The flow's Call when it is a mini program's call that nothing has answered yet."""
-    info = getattr(flow, _INFO_ATTR, None)
-    if info is None:
-        info = info_of(flow)
+    info = info_of(flow)
     call = info.call
-    if not call.in_scope or info.decision == "blocked":
-        return None
-    if flow.live:  # `answered` for a live flow, written out: most hooks of a call ask
-        return call if flow.response is None and flow.error is None else None
-    return None if answered(flow, info) else call
+    return call if call.in_scope and not answered(flow, info) else None
 
 
 def client_port(flow: http.HTTPFlow) -> int:
