@@ -205,8 +205,8 @@ def with_wxgate[M](master_cls: type[M]) -> type[M]:
     of its own either: mitmproxy visits every chain member for each of a call's eight
     events (four hooks, each followed by `update`) through a context manager, a coroutine
     and two generators, about 90 calls per proxied call. The Pipeline takes the loader's
-    place in the chain and holds the loader as its one sub-addon, which mitmproxy walks
-    right after it for every event, as it walks the loader's scripts.
+    place in the chain and stands in for it (`Pipeline.hold`): the loader's hooks run
+    after wxgate's, and its scripts are walked right after the Pipeline for every event.
     """
     from mitmproxy.addons.script import ScriptLoader
 
@@ -217,7 +217,7 @@ def with_wxgate[M](master_cls: type[M]) -> type[M]:
             super().__init__(*args, **kwargs)
             pipeline = Pipeline(make_addons())
             # Registered (named, loaded, its commands collected) before it holds the
-            # loader, which is registered already.
+            # loader, which is registered already and keeps its name and commands.
             self.addons.register(pipeline)
             chain = self.addons.chain
             at = next((i for i, addon in enumerate(chain) if isinstance(addon, ScriptLoader)),
@@ -225,7 +225,7 @@ def with_wxgate[M](master_cls: type[M]) -> type[M]:
             if at is None:
                 chain.append(pipeline)
             else:
-                pipeline.addons = [chain[at]]
+                pipeline.hold(chain[at])
                 chain[at] = pipeline
 
     return WxgateMaster

@@ -20,7 +20,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitmproxy import exceptions, hooks
 
@@ -42,12 +42,16 @@ from .redirect_guard import RedirectGuard
 from .resolve import Resolve
 from .response_checks import ResponseChecks
 from .socket_limit import SocketLimit
+from .startup_heap import StartupHeap
 from .state import Runtime
 from .summary import Summary
 from .tls_audit import TlsAudit
 from .upstream_pool import UpstreamPool
 from .verdict import FailureHandler, guarded_wait, unguarded
 from .websocket_memory import WebSocketMemory
+
+if TYPE_CHECKING:
+    from mitmproxy.addons.script import ScriptLoader
 
 
 def make_addons(runtime: Runtime | None = None) -> list[object]:
@@ -78,6 +82,7 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         Summary(runtime),
         WebSocketMemory(),
         LongUrls(),
+        StartupHeap(),
     ]
 
 
@@ -106,25 +111,47 @@ class Pipeline:
         import mitmproxy.eventsequence  # noqa: F401 - every protocol layer's hooks
 
         self.members = members
-        # mitmproxy's sub-addons of this one, walked after it for every event: only
-        # `wxgate run`'s script loader (`cli.with_wxgate`), never the members.
+        # mitmproxy's sub-addons of this one, walked after it for every event: only the
+        # scripts of the loader it holds under `wxgate run` (`hold`), never the members.
         self.addons: list[object]
         self._load_members: Callable[..., Any] | None = None
+        self._handlers: dict[str, list[Handler]] = {}
         for name in hooks.all_hooks:
             handlers = [unguarded(method) for member in members
                         if callable(method := getattr(member, name, None))]
-            if not handlers:
-                continue
-            if name == "load":
-                self._load_members = _forward(handlers)
-            else:
-                setattr(self, name, _forward(handlers))
+            if handlers:
+                self._handle(name, handlers)
+
+    def _handle(self, name: str, handlers: list[Handler]) -> None:
+        self._handlers[name] = handlers
+        if name == "load":
+            self._load_members = _forward(handlers)
+        else:
+            setattr(self, name, _forward(handlers))
 
     def load(self, loader: Any) -> None:
         for member in self.members:
             loader.master.commands.collect_commands(member)
         if self._load_members is not None:
             self._load_members(loader)
+
+    def hold(self, scripts: ScriptLoader) -> None:
+        """Stand in for mitmproxy's script loader, already registered, in its place in
+        the chain (`cli.with_wxgate`): its hooks run after the members' and its scripts
+        become this object's sub-addons, walked right after it for every event.
+
+        Holding the loader as the sub-addon instead cost mitmproxy a nested walk and two
+        lookups on it for each of a call's eight events, for its two hooks: `configure`
+        (which may replace its list of scripts, taken again here) and `running`. Its
+        `load` ran when it was registered.
+        """
+        def configure(updated: set[str]) -> None:
+            scripts.configure(updated)
+            self.addons = scripts.addons
+
+        self.addons = scripts.addons
+        for name, hook in (("configure", configure), ("running", scripts.running)):
+            self._handle(name, [*self._handlers.get(name, []), (hook, None)])
 
 
 Handler = tuple[Callable[..., Any], FailureHandler | None]
