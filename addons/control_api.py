@@ -31,10 +31,11 @@ from . import events, metrics
 from .background import Background
 from .devices import parse_device
 from .faults import BackgroundWindow, parse_fault
+from .policy.call import UNIDENTIFIED
 from .policy.exposure import is_loopback_peer
 from .raw_headers import host_header
 from .state import Runtime
-from .verdict import announced_body
+from .verdict import announced_body, info_of
 
 CONTROL_HOST = "wxgate.local"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -103,10 +104,14 @@ class ControlApi:
     # --- through the proxy -------------------------------------------------------------
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Every flow passes here, after IdentifyApp, which identifies every call but those
+        # for the control host and mitm.it: an identified call is never one for this API.
+        if flow.response is not None or info_of(flow).call is not UNIDENTIFIED:
+            return
         req = flow.request
-        # Every flow passes here: rule out the others by the raw Host header (or target),
-        # which holds the name whenever `pretty_host` is it, before parsing it.
-        if flow.response is not None or CONTROL_HOST not in (host_header(req) or req.host).lower():
+        # Rule out the others by the raw Host header (or target), which holds the name
+        # whenever `pretty_host` is it, before parsing it.
+        if CONTROL_HOST not in (host_header(req) or req.host).lower():
             return
         if req.pretty_host.lower() != CONTROL_HOST:
             return

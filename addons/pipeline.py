@@ -1,13 +1,14 @@
 """The wxgate addons, in enforcement order (`addons/wxgate_addons.py` runs them in mitmdump).
 
 Hook order is list order, so this list is the order in which rules are judged:
-refuse clients outside `clients:` and destinations on this machine, answer the control
-host, identify the call once (its Call: app, API, hosts, Referer), judge it by the
-stateless rules in their order (`policy/call_rules.py`: the named host is the host
-connected, the Referer, the URL), refuse calls of a backgrounded app, take a socket place,
-start the networkTimeout clock (so time queued counts, as on the phone), take an in-flight
-slot, apply faults, and only then point the request at its `resolve` target. The upstream
-TLS handshake is judged by the phone's certificate rules (TlsAudit) before any response is
+refuse clients outside `clients:` and destinations on this machine, identify the call
+once (its Call: app, API, hosts, Referer), answer the control host (whose calls are never
+identified, so identified ones skip the check), judge the call by the stateless rules in
+their order (`policy/call_rules.py`: the named host is the host connected, the Referer,
+the URL), refuse calls of a backgrounded app, take a socket place, start the
+networkTimeout clock (so time queued counts, as on the phone), take an in-flight slot,
+apply faults, and only then point the request at its `resolve` target. The upstream TLS
+handshake is judged by the phone's certificate rules (TlsAudit) before any response is
 looked at; then a redirect is re-checked, then the response body.
 
 The live proxy registers the list behind one `Pipeline`; the audit calls the list's hooks
@@ -62,11 +63,11 @@ def make_addons(runtime: Runtime | None = None) -> list[object]:
         ConfigLoader(runtime),
         ClientFilter(runtime),
         LocalDestinations(runtime),
-        ControlApi(runtime, background),
         Passthrough(runtime),
         IdleConnections(runtime),
         runtime.aborter,
         IdentifyApp(runtime),
+        ControlApi(runtime, background),
         Judge(runtime),
         background,
         SocketLimit(runtime),

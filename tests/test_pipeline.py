@@ -70,6 +70,29 @@ def test_one_addon_judges_every_stateless_rule():
     assert not {"HostMatch", "RefererGuard", "DomainGuard"} & set(names)
 
 
+
+@pytest.mark.parametrize(("url", "answered"), [
+    ("http://wxgate.local/status", True),  # never identified: the control API answers it
+    ("https://api.example.com/x", False),  # identified: the control API does not look
+])
+def test_the_control_api_answers_only_the_calls_identification_left_unidentified(
+        tmp_path: Path, url: str, answered: bool):
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    addons = make_addons(runtime)
+    names = [type(a).__name__ for a in addons]
+    assert names.index("IdentifyApp") < names.index("ControlApi") < names.index("Judge")
+    flow = mp_flow(url)
+    flow.client_conn.peername = ("127.0.0.1", 50000)
+    with taddons.context():
+        for addon in addons[1:names.index("ControlApi") + 1]:  # not ConfigLoader's
+            hook = getattr(addon, "requestheaders", None)
+            if hook is not None:
+                hook(flow)
+    assert (flow.response is not None) is answered
+    assert (info_of(flow).call.appid is not None) is not answered
+
+
 class Recorder:
     def __init__(self, name: str, seen: list[str], fail: bool = False) -> None:
         self.name, self.seen, self.fail = name, seen, fail
