@@ -1,7 +1,17 @@
 import gc
 import weakref
+from collections.abc import Iterator
 
+import pytest
 from wxgate.startup_heap import StartupHeap
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """Each test starts with nothing frozen and leaves the test process so."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
 
 
 class Node:
@@ -15,34 +25,22 @@ def _cycle() -> weakref.ref[Node]:
 
 
 def test_running_freezes_the_live_startup_heap_but_not_its_garbage():
-    gc.unfreeze()
-    try:
-        garbage = _cycle()
-        StartupHeap().running()
-        assert gc.get_freeze_count() > 1000
-        assert garbage() is None
-    finally:
-        gc.unfreeze()
+    garbage = _cycle()
+    StartupHeap().running()
+    assert gc.get_freeze_count() > 1000
+    assert garbage() is None
 
 
 def test_objects_made_after_running_are_collected_as_before():
-    gc.unfreeze()
-    try:
-        StartupHeap().running()
-        later = _cycle()
-        gc.collect()
-        assert later() is None
-    finally:
-        gc.unfreeze()
+    StartupHeap().running()
+    later = _cycle()
+    gc.collect()
+    assert later() is None
 
 
 def test_a_second_running_in_the_same_process_freezes_nothing_more():
-    gc.unfreeze()
-    try:
-        StartupHeap().running()
-        frozen = gc.get_freeze_count()
-        keep = [Node() for _ in range(100)]
-        StartupHeap().running()
-        assert gc.get_freeze_count() == frozen and keep
-    finally:
-        gc.unfreeze()
+    StartupHeap().running()
+    frozen = gc.get_freeze_count()
+    keep = [Node() for _ in range(100)]
+    StartupHeap().running()
+    assert gc.get_freeze_count() == frozen and keep
