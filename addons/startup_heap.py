@@ -2,7 +2,7 @@
 
 mitmproxy, its addons and wxgate's config and rule tables are about 100,000 objects that
 live as long as the process. Python's full collections, two in every few thousand proxied
-calls, walked all of them each time: about 15 us of each call's CPU at c=10 (bench/
+calls, walked all of them each time: 15-20 us of each call's CPU at c=10 (bench/
 RESULTS.md). Frozen once the proxy runs, they sit in the collector's permanent generation;
 whatever is made afterwards, each call's flow and wxgate's records of it, is collected as
 before. A frozen object that later becomes unreachable is still freed by its reference
