@@ -124,6 +124,7 @@ def test_a_users_script_runs_after_wxgate_and_sees_its_verdict(tmp_path: Path):
     assert asyncio.run(run()) == ["allowed"]
 
 
+@pytest.mark.usefixtures("unfrozen")  # `running` reaches StartupHeap
 def test_scripts_given_and_taken_back_while_running_follow_the_loaders_list(tmp_path: Path):
     """The loader replaces its list of scripts on each `scripts` change and loads a new
     one in a task of its own: the Pipeline walks whatever the list holds at the time, and

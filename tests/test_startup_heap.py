@@ -1,17 +1,10 @@
 import gc
 import weakref
-from collections.abc import Iterator
 
 import pytest
 from wxgate.startup_heap import StartupHeap
 
-
-@pytest.fixture(autouse=True)
-def unfrozen() -> Iterator[None]:
-    """Each test starts with nothing frozen and leaves the test process so."""
-    gc.unfreeze()
-    yield
-    gc.unfreeze()
+pytestmark = pytest.mark.usefixtures("unfrozen")
 
 
 class Node:
