@@ -41,6 +41,8 @@ CONTROL_HOST = "wxgate.local"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _APP_ACTION = re.compile(r"^/apps/(?P<appid>[^/]+)/(?P<action>background|foreground)$")
 _FAULT_ID = re.compile(r"^/faults/(?P<id>\d+)$")
+# `metadata["wxgate_control"]` of a control call answered once its body is in
+_BODY_TO_COME = "body_to_come"
 
 
 @dataclass
@@ -115,13 +117,23 @@ class ControlApi:
             return
         if req.pretty_host.lower() != CONTROL_HOST:
             return
-        flow.metadata["wxgate_control"] = True
-        # The body arrives after this hook; answer in `request` when there is one.
         if flow.request.method in ("GET", "DELETE", "HEAD") or announced_body(flow.request) == 0:
+            flow.metadata["wxgate_control"] = True
             self._answer(flow, b"")
+            return
+        # The body arrives after this hook. A response set now keeps the call from any
+        # upstream; mitmproxy reads the body and then runs `responseheaders` for that
+        # response, where the answer replaces it. Answering there rather than in `request`
+        # spares every other call an event: wxgate has no `request` hook.
+        flow.metadata["wxgate_control"] = _BODY_TO_COME
+        flow.request.stream = False
+        flow.response = http.Response.make(
+            500, b'{"error": "wxgate did not answer this call"}',
+            {"Content-Type": "application/json"})
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get("wxgate_control") and flow.response is None:
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("wxgate_control") == _BODY_TO_COME:
+            flow.metadata["wxgate_control"] = True
             self._answer(flow, flow.request.raw_content or b"")
 
     def _answer(self, flow: http.HTTPFlow, body: bytes) -> None:

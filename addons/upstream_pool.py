@@ -9,11 +9,18 @@ with one upstream connection per stream: the 6th to 10th stream that
 `max_conns` is replaced, when it connects, by one sized to wxgate's limits. This and
 `abort.py` are the two places that reach into mitmproxy's connection handler.
 
-A call's upstream wait runs from the end of wxgate's request hooks to the moment
-mitmproxy starts connecting the upstream connection opened for it (a call that reuses
-an open connection waits for none). Over `UPSTREAM_WAIT_LOG_MS` it is logged as
-`upstream_wait`; `waited_s` tells NetworkTimeout how much of a call's time the phone
-would not have spent.
+A call's upstream wait runs from the moment it was ready to go upstream (its last byte
+read, or its head judged for a streamed request, which goes upstream while its body
+arrives) to the moment mitmproxy starts connecting the upstream connection opened for it
+(a call that reuses an open connection waits for none). Over `UPSTREAM_WAIT_LOG_MS` it is
+logged as `upstream_wait`; `waited_s` tells NetworkTimeout how much of a call's time the
+phone would not have spent.
+
+A call is tracked from its head, and only when it may wait: an HTTP/1 client sends its
+next call only once the last one is answered, so a call whose client connection already
+holds an open connection to its address gets that one (mitmproxy reuses it) and waits for
+none. Should that connection close in between, the call gets a new one untracked: its
+wait is then the connect hooks' few milliseconds, and goes unmeasured.
 """
 
 from __future__ import annotations
@@ -93,10 +100,10 @@ def install_caps(handler: Any, cap: Callable[[], int]) -> ConnectionCaps | None:
 
 @dataclass(eq=False)
 class _Call:
-    """A call from the end of wxgate's request hooks until its response or error."""
+    """A call from its head until its response or error."""
 
     flow: http.HTTPFlow
-    address: Address
+    # When its head was judged; once it has a connection, when it was ready (`_ready_at`)
     ready: float
     # The upstream connection mitmproxy opened for this call, when it did
     server: connection.Server | None = None
@@ -111,10 +118,11 @@ class UpstreamPool:
         self.runtime = runtime
         self._caps: dict[str, ConnectionCaps] = {}  # client id -> its connection caps
         self._calls: dict[str, _Call] = {}  # flow id -> call
-        # (client id, address) -> {flow id: call}: ready calls no connection was opened
-        # for yet, oldest first
-        self._unmatched: dict[tuple[str, Address], dict[str, _Call]] = {}
+        # client id -> {flow id: call}: tracked calls no connection was opened for yet
+        self._unmatched: dict[str, dict[str, _Call]] = {}
         self._by_server: dict[str, _Call] = {}  # server id -> the call it was opened for
+        # (client id, address) -> its open upstream connections, by server id
+        self._open: dict[tuple[str, Address], set[str]] = {}
         self._broken = False
 
     def cap(self) -> int:
@@ -137,20 +145,15 @@ class UpstreamPool:
         self._caps[client.id] = caps
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        # A streamed request is sent upstream right after its headers.
-        if flow.request.stream:
-            self._ready(flow)
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.id not in self._calls:
-            self._ready(flow)
-
-    def _ready(self, flow: http.HTTPFlow) -> None:
         if not flow.live or answered(flow):
             return
-        call = _Call(flow, (flow.request.host, flow.request.port), time.time())
+        req = flow.request
+        client = flow.client_conn.id
+        if not (req.is_http2 or req.is_http3) and self._open.get((client, (req.host, req.port))):
+            return  # an HTTP/1 client's connection held open for this address: reused
+        call = _Call(flow, time.time())
         self._calls[flow.id] = call
-        self._unmatched.setdefault((flow.client_conn.id, call.address), {})[flow.id] = call
+        self._unmatched.setdefault(client, {})[flow.id] = call
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         """The last hook before mitmproxy takes a place under its cap for this connection."""
@@ -159,20 +162,32 @@ class UpstreamPool:
             return
         caps = self._caps.get(data.client.id)
         cap = caps.fit(address) if caps is not None else MITMPROXY_CONNS_PER_ADDRESS
-        # mitmproxy asks for connections in the order calls became ready: the oldest call
-        # still without one (a call given an open connection, HTTP/2 or keep-alive, has one).
-        key = (data.client.id, address)
-        waiting = self._unmatched.get(key, {})
+        # mitmproxy asks for connections in the order calls became ready: the call ready
+        # longest for this address that has none yet (a call given an open connection,
+        # HTTP/2 or keep-alive, has one). The address is the request's now: an addon may
+        # have pointed it elsewhere since its head.
+        waiting = self._unmatched.get(data.client.id, {})
+        first: tuple[float, _Call] | None = None
         for flow_id, call in list(waiting.items()):
-            del waiting[flow_id]
-            if call.flow.server_conn.timestamp_start is None:
-                call.server, call.hooked, call.cap = data.server, time.time(), cap
-                self._by_server[data.server.id] = call
-                break
+            flow = call.flow
+            if flow.server_conn.timestamp_start is not None:
+                del waiting[flow_id]
+            elif (flow.request.host, flow.request.port) == address and (
+                    ready := _ready_at(call)) is not None and (first is None or ready < first[0]):
+                first = ready, call
+        if first is not None:
+            ready, call = first
+            call.ready = ready  # from now on, the call's own
+            del waiting[call.flow.id]
+            call.server, call.hooked, call.cap = data.server, time.time(), cap
+            self._by_server[data.server.id] = call
         if not waiting:
-            self._unmatched.pop(key, None)
+            self._unmatched.pop(data.client.id, None)
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            self._open.setdefault((data.client.id, data.server.address), set()).add(
+                data.server.id)
         call = self._by_server.get(data.server.id)
         if call is not None:
             self._report(call)
@@ -184,6 +199,14 @@ class UpstreamPool:
 
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self._by_server.pop(data.server.id, None)
+        if data.server.address is None:
+            return
+        key = (data.client.id, data.server.address)
+        servers = self._open.get(key)
+        if servers is not None:
+            servers.discard(data.server.id)
+            if not servers:
+                del self._open[key]
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._end(flow)
@@ -195,16 +218,17 @@ class UpstreamPool:
         call = self._calls.pop(flow.id, None)
         if call is None:
             return
-        key = (flow.client_conn.id, call.address)
-        waiting = self._unmatched.get(key)
+        client = flow.client_conn.id
+        waiting = self._unmatched.get(client)
         if waiting is not None and waiting.pop(flow.id, None) is not None and not waiting:
-            del self._unmatched[key]
+            del self._unmatched[client]
         self._report(call)  # a call that ended while still waiting, too
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._caps.pop(client.id, None)
-        for key in [k for k in self._unmatched if k[0] == client.id]:
-            del self._unmatched[key]
+        self._unmatched.pop(client.id, None)
+        for key in [k for k in self._open if k[0] == client.id]:
+            del self._open[key]
         for flow_id in [i for i, c in self._calls.items() if c.flow.client_conn.id == client.id]:
             del self._calls[flow_id]
         for server_id in [i for i, c in self._by_server.items()
@@ -217,8 +241,8 @@ class UpstreamPool:
         return 0.0 if call is None else self._wait_s(call)
 
     def _wait_s(self, call: _Call) -> float:
-        """From the end of wxgate's request hooks until mitmproxy started to connect the
-        connection opened for the call; 0 for a call that reused an open connection.
+        """From when the call was ready until mitmproxy started to connect the connection
+        opened for it; 0 for a call that reused an open connection, or is not ready yet.
 
         Before mitmproxy asks for a connection of its own for a call, it may hold the
         call behind another connection to the same address that is not up yet (HTTP/2
@@ -227,22 +251,24 @@ class UpstreamPool:
         """
         if call.server is not None:
             return max(0.0, _started(call.server) - call.ready)
-        if call.flow.server_conn.timestamp_start is None and self._at_cap(call):
-            return max(0.0, time.time() - call.ready)
+        if call.flow.server_conn.timestamp_start is None and self._at_cap(call) and (
+                ready := _ready_at(call)) is not None:
+            return max(0.0, time.time() - ready)
         return 0.0
 
     def _at_cap(self, call: _Call) -> bool:
         """A connection to the call's address, on its client connection, waits at the cap."""
         client = call.flow.client_conn.id
+        address = _address(call.flow)
         return any(other.server is not None and other.server.timestamp_start is None
-                   and other.address == call.address and other.flow.client_conn.id == client
+                   and other.server.address == address and other.flow.client_conn.id == client
                    for other in self._by_server.values())
 
     def _cap_for(self, call: _Call) -> int:
         caps = self._caps.get(call.flow.client_conn.id)
         if caps is None:
             return MITMPROXY_CONNS_PER_ADDRESS
-        return caps.sizes.get(call.address) or caps.cap()
+        return caps.sizes.get(_address(call.flow)) or caps.cap()
 
     def _report(self, call: _Call) -> None:
         if call.reported:
@@ -251,14 +277,26 @@ class UpstreamPool:
         if wait_ms <= UPSTREAM_WAIT_LOG_MS:
             return
         call.reported = True
-        host, port = call.address
         server = call.server
+        host, port = server.address if server is not None and server.address else _address(
+            call.flow)
         pool_ms = round((_started(server) - call.hooked) * 1000) if server is not None else 0
         events.logger().info(
             "upstream_wait", **flow_fields(call.flow), wait_ms=wait_ms, pool_ms=max(0, pool_ms),
             pool_cap=call.cap or self._cap_for(call), upstream=f"{host}:{port}",
             connected=server is not None and server.timestamp_start is not None,
         )
+
+
+def _address(flow: http.HTTPFlow) -> Address:
+    return flow.request.host, flow.request.port
+
+
+def _ready_at(call: _Call) -> float | None:
+    """When the call was ready to go upstream: its head for a streamed request, else its
+    last byte; None while that is still to come."""
+    request = call.flow.request
+    return call.ready if request.stream else request.timestamp_end
 
 
 def _started(server: connection.Server) -> float:

@@ -103,12 +103,15 @@ def test_caps_grow_with_the_limit_and_never_shrink():
     asyncio.run(check())
 
 
-def _flows(n: int) -> list[http.HTTPFlow]:
-    """n calls on one phone connection, none with an upstream connection yet."""
+def _flows(n: int, http_version: str = "HTTP/2.0") -> list[http.HTTPFlow]:
+    """n calls on one phone connection, each read whole just now, none with an upstream
+    connection yet (HTTP/2 by default: only there do calls on one connection overlap)."""
     flows = [mp_flow(f"https://127.0.0.1:8443/slow?{i}") for i in range(n)]
     for flow in flows:
         flow.client_conn = flows[0].client_conn
         flow.server_conn = connection.Server(address=UPSTREAM)
+        flow.request.http_version = http_version
+        flow.request.timestamp_end = time.time()
     return flows
 
 
@@ -147,8 +150,8 @@ def test_wait_runs_from_ready_to_connect_start_and_is_logged_once(tmp_path: Path
         assert isinstance(handler.max_conns, ConnectionCaps)
         for flow in (first, second):
             IdentifyApp(runtime).requestheaders(flow)
-            pool.request(flow)
-        ready = pool._calls[second.id].ready
+            pool.requestheaders(flow)
+        ready = second.request.timestamp_end
         first_upstream, second_upstream = _connect(pool, first), _connect(pool, second)
         assert pool.waited_s(second) >= 0  # still under mitmproxy's cap: it grows
         _connected(pool, first, first_upstream, ready + 0.01)
@@ -166,8 +169,8 @@ def test_a_call_still_under_the_cap_keeps_accruing_wait(tmp_path: Path):
     pool = UpstreamPool(runtime_for(tmp_path))
     with taddons.context(pool):
         (flow,) = _flows(1)
-        pool.request(flow)
-        pool._calls[flow.id].ready -= 1.0
+        pool.requestheaders(flow)
+        flow.request.timestamp_end -= 1.0
         _connect(pool, flow)
         assert pool.waited_s(flow) == pytest.approx(1.0, abs=0.05)
 
@@ -176,8 +179,8 @@ def test_a_call_that_reused_a_connection_waited_for_none(tmp_path: Path):
     pool = UpstreamPool(runtime_for(tmp_path))
     with taddons.context(pool):
         reused, fresh = _flows(2)
-        pool.request(reused)
-        pool.request(fresh)
+        pool.requestheaders(reused)
+        pool.requestheaders(fresh)
         reused.server_conn = connection.Server(address=UPSTREAM, timestamp_start=1.0)
         upstream = _connect(pool, fresh)  # opened for `fresh`, not for `reused`
         assert pool._by_server[upstream.id].flow is fresh
@@ -189,8 +192,8 @@ def test_answered_calls_and_calls_of_a_gone_client_are_not_tracked(tmp_path: Pat
     with taddons.context(pool):
         answered, live = _flows(2)
         answered.response = http.Response.make(403)
-        pool.request(answered)
-        pool.request(live)
+        pool.requestheaders(answered)
+        pool.requestheaders(live)
         _connect(pool, live)
         assert set(pool._calls) == {live.id}
         pool.client_disconnected(live.client_conn)
@@ -203,9 +206,10 @@ def test_a_call_held_behind_a_connection_at_the_cap_is_waiting(tmp_path: Path):
     pool = UpstreamPool(runtime_for(tmp_path))
     with taddons.context(pool):
         first, behind = _flows(2)
-        pool.request(first)
-        pool.request(behind)
-        pool._calls[behind.id].ready -= 1.0
+        pool.requestheaders(first)
+        pool.requestheaders(behind)
+        first.request.timestamp_end -= 1.1  # ready first, so the first one connected
+        behind.request.timestamp_end -= 1.0
         first_upstream = _connect(pool, first)
         assert pool.waited_s(behind) == pytest.approx(1.0, abs=0.05)
         first_upstream.timestamp_start = time.time()  # past the cap, in its handshake
@@ -217,7 +221,71 @@ def test_keep_alive_calls_do_not_pile_up(tmp_path: Path):
     with taddons.context(pool):
         flows = _flows(50)
         for flow in flows:  # one after the other, all on the first one's connection
-            pool.request(flow)
+            pool.requestheaders(flow)
             flow.server_conn = connection.Server(address=UPSTREAM, timestamp_start=1.0)
             pool.response(flow)
         assert pool._unmatched == {} and pool._calls == {}
+
+
+def test_a_call_waits_from_its_last_byte_not_from_its_head(tmp_path: Path):
+    """An upload's own time is not upstream wait: a call is ready once its body is in,
+    or at its head when it is streamed (it goes upstream while the body arrives)."""
+    pool = UpstreamPool(runtime_for(tmp_path))
+    with taddons.context(pool):
+        upload, streamed = _flows(2)
+        upload.request.timestamp_end = None  # its body still arriving
+        pool.requestheaders(upload)
+        assert pool.waited_s(upload) == 0
+        early = _connect(pool, upload)  # a connection opened for someone else
+        assert early.id not in pool._by_server
+        upload.request.timestamp_end = time.time() - 1.0
+        _connect(pool, upload)
+        assert pool.waited_s(upload) == pytest.approx(1.0, abs=0.05)
+
+        streamed.request.timestamp_end = None
+        streamed.request.stream = True
+        pool.requestheaders(streamed)
+        pool._calls[streamed.id].ready -= 2.0
+        _connect(pool, streamed)
+        assert pool.waited_s(streamed) == pytest.approx(2.0, abs=0.05)
+
+
+def test_the_call_ready_longest_for_the_address_gets_the_connection(tmp_path: Path):
+    """Matched by the address the request has when it connects, which an addon may have
+    changed since its head."""
+    pool = UpstreamPool(runtime_for(tmp_path))
+    with taddons.context(pool):
+        later, elsewhere, sooner = _flows(3)
+        for flow in (later, elsewhere, sooner):
+            pool.requestheaders(flow)
+        sooner.request.timestamp_end = later.request.timestamp_end - 1.0
+        elsewhere.request.host = "10.0.0.9"
+        assert pool._by_server[_connect(pool, later).id].flow is sooner
+        moved = connection.Server(address=("10.0.0.9", 8443))
+        pool.server_connect(_hook(elsewhere, moved))
+        assert pool._by_server[moved.id].flow is elsewhere
+        assert pool._by_server[_connect(pool, later).id].flow is later
+
+
+def test_an_http1_call_with_a_connection_held_open_for_it_is_not_tracked(tmp_path: Path):
+    """An HTTP/1 client's next call reuses the open connection: it waits for none, and
+    costs no bookkeeping. Once that connection closes, calls are tracked again; HTTP/2
+    calls always are (mitmproxy opens a connection per stream to an HTTP/1.1 upstream)."""
+    pool = UpstreamPool(runtime_for(tmp_path))
+    with taddons.context(pool):
+        first, again, after_close = _flows(3, "HTTP/1.1")
+        pool.requestheaders(first)
+        upstream = _connect(pool, first)
+        _connected(pool, first, upstream, time.time())
+        pool.response(first)
+        pool.requestheaders(again)
+        assert again.id not in pool._calls and pool.waited_s(again) == 0
+        (stream,) = _flows(1)
+        stream.client_conn = first.client_conn
+        pool.requestheaders(stream)
+        assert stream.id in pool._calls
+        pool.server_disconnected(_hook(first, upstream))
+        pool.requestheaders(after_close)
+        assert after_close.id in pool._calls
+        pool.client_disconnected(first.client_conn)
+        assert (pool._calls, pool._unmatched, pool._open) == ({}, {}, {})
