@@ -17,10 +17,11 @@ itself (`replay.py`), in the same order.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from mitmproxy import exceptions, hooks
@@ -125,10 +126,12 @@ class Pipeline:
 
     def _handle(self, name: str, handlers: list[Handler]) -> None:
         self._handlers[name] = handlers
+        hook: Any = hooks.all_hooks[name]  # a dataclass: its fields are its arguments
+        forward = _forward(handlers, takes_arg=bool(dataclasses.fields(hook)))
         if name == "load":
-            self._load_members = _forward(handlers)
+            self._load_members = forward
         else:
-            setattr(self, name, _forward(handlers))
+            setattr(self, name, forward)
 
     def load(self, loader: Any) -> None:
         for member in self.members:
@@ -158,7 +161,7 @@ class Pipeline:
 Handler = tuple[Callable[..., Any], FailureHandler | None]
 
 
-def _forward(handlers: list[Handler]) -> Callable[..., Any]:
+def _forward(handlers: list[Handler], takes_arg: bool) -> Callable[..., Any]:
     """One hook that calls `handlers` in order, as mitmproxy's addon manager would.
 
     It runs synchronously until a handler returns an awaitable, and only then returns a
@@ -166,40 +169,50 @@ def _forward(handlers: list[Handler]) -> Callable[..., Any]:
     to wait for, and a coroutine per event and addon was a measurable part of their cost.
     A fail-closed hook (`verdict.fail_closed`) is called without its guard, and a failure
     of it, or of what it returned to await, blocks the flow as the guard would.
-    A partial, not a closure: mitmproxy calls it straight into `_deliver`.
+    A partial, not a closure: mitmproxy calls it straight into `_deliver`. Every hook
+    but `running` and `done` takes one argument, so `_deliver` passes just that one: an
+    argument tuple packed and unpacked for each handler cost as much as the loop itself.
     """
+    if not takes_arg:
+        handlers = [(_without_arg(handler), failed) for handler, failed in handlers]
+        return functools.partial(_deliver, handlers, None)
     return functools.partial(_deliver, handlers)
 
 
-def _deliver(handlers: list[Handler], *args: Any) -> Any:
+def _without_arg(hook: Callable[[], Any]) -> Callable[[Any], Any]:
+    return lambda _: hook()
+
+
+def _deliver(handlers: Iterable[Handler], arg: Any) -> Any:
     """Call `handlers` in order; None when none had to wait, else the coroutine that
     awaits the one that did and delivers to the rest."""
-    for at, (handler, failed) in enumerate(handlers):
+    pending = iter(handlers)
+    for handler, failed in pending:
         try:
-            result = handler(*args)
+            result = handler(arg)
         except (exceptions.AddonHalt, exceptions.OptionsError):
             raise
         except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
             if failed is not None:
-                failed(args[0], exc)
+                failed(arg, exc)
             else:
                 logger.error(f"Addon error: {exc}", exc_info=exc)
             continue
         if result is not None and inspect.isawaitable(result):
             if failed is not None:
-                result = guarded_wait(result, failed, args[0])
-            return _deliver_after(result, handlers[at + 1:], args)
+                result = guarded_wait(result, failed, arg)
+            return _deliver_after(result, list(pending), arg)
     return None
 
 
-async def _deliver_after(pending: Any, handlers: list[Handler], args: tuple[Any, ...]) -> None:
-    """The rest of `_deliver`, from the awaitable `pending` a handler returned."""
+async def _deliver_after(waiting: Any, handlers: list[Handler], arg: Any) -> None:
+    """The rest of `_deliver`, from the awaitable a handler returned."""
     try:
-        await pending
+        await waiting
     except (exceptions.AddonHalt, exceptions.OptionsError):
         raise
     except Exception as exc:  # noqa: BLE001 - logged and skipped, as mitmproxy does
         logger.error(f"Addon error: {exc}", exc_info=exc)
-    rest = _deliver(handlers, *args)
+    rest = _deliver(handlers, arg)
     if rest is not None:
         await rest

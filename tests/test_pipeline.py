@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.addonmanager import Loader, traverse
+from mitmproxy.hooks import DoneHook, RunningHook
 from mitmproxy.proxy.layers.http import HttpRequestHeadersHook, HttpRequestHook
 from mitmproxy.test import taddons, tflow
 from wxgate import events
@@ -162,6 +163,29 @@ def test_an_addon_that_has_to_wait_holds_the_addons_after_it_until_it_is_done():
     with taddons.context(pipeline) as tctx:
         asyncio.run(tctx.master.addons.handle_lifecycle(HttpRequestHook(flow)))
     assert seen == ["a.request", "waits.request done", "b.request"]
+
+
+class Lifecycle:
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def running(self) -> None:
+        self.seen.append("running")
+
+    async def done(self) -> None:
+        await asyncio.sleep(0)
+        self.seen.append("done")
+
+
+def test_the_hooks_without_arguments_reach_the_addons_too():
+    """Every hook but `running` and `done` passes one argument, which the pipeline hands
+    on as it is; those two are delivered with none."""
+    seen: list[str] = []
+    pipeline = Pipeline([Lifecycle(seen), Lifecycle(seen)])
+    with taddons.context(pipeline) as tctx:
+        asyncio.run(tctx.master.addons.trigger_event(RunningHook()))
+        asyncio.run(tctx.master.addons.trigger_event(DoneHook()))
+    assert seen == ["running", "running", "done", "done"]
 
 
 def test_a_hook_that_raises_is_logged_and_the_next_addon_still_runs(
