@@ -41,8 +41,6 @@ CONTROL_HOST = "wxgate.local"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _APP_ACTION = re.compile(r"^/apps/(?P<appid>[^/]+)/(?P<action>background|foreground)$")
 _FAULT_ID = re.compile(r"^/faults/(?P<id>\d+)$")
-# `metadata["wxgate_control"]` of a control call answered once its body is in
-_BODY_TO_COME = "body_to_come"
 
 
 @dataclass
@@ -81,6 +79,8 @@ class ControlApi:
         self.background = background
         self.metrics = metrics.registry_for(runtime)
         self._server: asyncio.base_events.Server | None = None
+        # flow id -> a call through the proxy answered once its body is in
+        self._bodies_to_come: dict[str, http.HTTPFlow] = {}
 
     def load(self, loader: Loader) -> None:
         loader.add_option("wxgate_control_port", int, 0,
@@ -117,24 +117,28 @@ class ControlApi:
             return
         if req.pretty_host.lower() != CONTROL_HOST:
             return
+        flow.metadata["wxgate_control"] = True
         if flow.request.method in ("GET", "DELETE", "HEAD") or announced_body(flow.request) == 0:
-            flow.metadata["wxgate_control"] = True
             self._answer(flow, b"")
             return
         # The body arrives after this hook. A response set now keeps the call from any
         # upstream; mitmproxy reads the body and then runs `responseheaders` for that
         # response, where the answer replaces it. Answering there rather than in `request`
         # spares every other call an event: wxgate has no `request` hook.
-        flow.metadata["wxgate_control"] = _BODY_TO_COME
+        self._bodies_to_come[flow.id] = flow
         flow.request.stream = False
         flow.response = http.Response.make(
             500, b'{"error": "wxgate did not answer this call"}',
             {"Content-Type": "application/json"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get("wxgate_control") == _BODY_TO_COME:
-            flow.metadata["wxgate_control"] = True
+        if self._bodies_to_come and self._bodies_to_come.pop(flow.id, None) is not None:
             self._answer(flow, flow.request.raw_content or b"")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        # The client went before its body was in.
+        if self._bodies_to_come:
+            self._bodies_to_come.pop(flow.id, None)
 
     def _answer(self, flow: http.HTTPFlow, body: bytes) -> None:
         # Never forwarded: wxgate.local is no upstream, so even a failure here is answered.

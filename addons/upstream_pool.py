@@ -145,12 +145,13 @@ class UpstreamPool:
         self._caps[client.id] = caps
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        data = flow.request.data
+        client = flow.client_conn.id
+        if data.http_version.startswith(b"HTTP/1") and self._open.get(
+                (client, (data.host, data.port))):
+            return  # an HTTP/1 client's connection held open for this address: reused
         if not flow.live or answered(flow):
             return
-        req = flow.request
-        client = flow.client_conn.id
-        if not (req.is_http2 or req.is_http3) and self._open.get((client, (req.host, req.port))):
-            return  # an HTTP/1 client's connection held open for this address: reused
         call = _Call(flow, time.time())
         self._calls[flow.id] = call
         self._unmatched.setdefault(client, {})[flow.id] = call

@@ -193,3 +193,21 @@ def test_an_http2_post_without_content_length_is_answered_with_its_body(tmp_path
         api.responseheaders(flow)
     assert flow.response is not None and flow.response.status_code == 201
     assert json.loads(flow.response.content)["ids"] == [1]
+
+
+def test_a_control_call_whose_client_goes_before_its_body_is_in_leaves_nothing_behind(
+        tmp_path: Path):
+    runtime = runtime_for(tmp_path)
+    events.configure("off")
+    api = ControlApi(runtime, Background(runtime))
+    with taddons.context(api):
+        flow = mp_flow("http://wxgate.local/faults", method="POST",
+                       Content_Type="application/json")
+        flow.request.data.content = None
+        flow.request.headers["content-length"] = "100"
+        api.requestheaders(flow)
+        other = mp_flow("https://api.example.com/x")
+        api.responseheaders(other)  # not a control call: left as it was
+        assert other.response is None
+        api.error(flow)
+        assert api._bodies_to_come == {}
