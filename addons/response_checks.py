@@ -66,7 +66,7 @@ def judge_body(status: int, content_type: str, body: bytes) -> list[tuple[str, s
     if charset and charset.replace("-", "").replace("_", "") not in ("utf8",):
         found.append(("response.non_utf8",
                       f"Content-Type declares charset={charset}; the client decodes UTF-8 only"))
-    else:
+    elif not body.isascii():  # ASCII is UTF-8 already, and checked without a copy
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -32,7 +32,7 @@ def device_of_flow(flow: Any) -> str:
     return device_of(str(peer[0]) if peer else None)
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowInfo:
     """What wxgate knows and decided about one flow (see `verdict.info_of`): the Call
     IdentifyApp made of it, and the verdict so far.
