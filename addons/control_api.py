@@ -20,14 +20,14 @@ import json
 import re
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http.status_codes import RESPONSES
 
-from . import events, metrics
+from . import events
 from .background import Background
 from .devices import parse_device
 from .faults import BackgroundWindow, parse_fault
@@ -36,6 +36,9 @@ from .policy.exposure import is_loopback_peer
 from .raw_headers import host_header
 from .state import Runtime
 from .verdict import announced_body, info_of
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 CONTROL_HOST = "wxgate.local"
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -69,7 +72,8 @@ def _cross_origin(call: ApiCall) -> str | None:
 def _encode(payload: dict[str, Any] | str) -> tuple[str, bytes]:
     """JSON for the API's answers; Prometheus text for /metrics."""
     if isinstance(payload, str):
-        return metrics.CONTENT_TYPE, payload.encode()
+        from .metrics import CONTENT_TYPE
+        return CONTENT_TYPE, payload.encode()
     return "application/json", json.dumps(payload, indent=2, default=str).encode()
 
 
@@ -77,7 +81,9 @@ class ControlApi:
     def __init__(self, runtime: Runtime, background: Background) -> None:
         self.runtime = runtime
         self.background = background
-        self.metrics = metrics.registry_for(runtime)
+        # Made at the first scrape: the Prometheus client is imported only then, so that
+        # the audit, which builds these addons too, never loads it (2 MB of its memory).
+        self._registry: CollectorRegistry | None = None
         self._server: asyncio.base_events.Server | None = None
         # flow id -> a call through the proxy answered once its body is in
         self._bodies_to_come: dict[str, http.HTTPFlow] = {}
@@ -221,7 +227,10 @@ class ControlApi:
         if method == "GET" and path == "/status":
             return 200, self.status()
         if method == "GET" and path == "/metrics":
-            return 200, metrics.render(self.metrics)
+            from . import metrics
+            if self._registry is None:
+                self._registry = metrics.registry_for(self.runtime)
+            return 200, metrics.render(self._registry)
         if method == "GET" and path == "/violations":
             since = call.query.get("since", [""])[0]
             limit = call.query.get("limit", [str(events.RECENT.PAGE_LIMIT)])[0]

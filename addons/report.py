@@ -26,10 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import jinja2
 
 from .events import terminal_safe
 from .policy.calls import WEBVIEW
@@ -616,6 +614,9 @@ class ReportContext:
 
 # --- HTML -------------------------------------------------------------------------------------
 
+if TYPE_CHECKING:
+    import jinja2
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 CHART_BARS = 60
 CHART_LANES = 10  # rules with a row of their own; the rest share one
@@ -623,6 +624,9 @@ CHART_LANES = 10  # rules with a row of their own; the rest share one
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    # Imported here, for the HTML report alone: an audit that writes none never loads it.
+    import jinja2
+
     # Autoescaping: every value from the log (a client wrote part of it) is text, never markup.
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, trim_blocks=True,

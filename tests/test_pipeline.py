@@ -36,6 +36,17 @@ def test_the_proxy_addons_load_no_command_module():
     assert done.stdout.split() == []
 
 
+def test_the_audit_and_the_addons_load_no_prometheus_client_and_no_jinja2():
+    """Loaded when a scrape or an HTML report asks for them: every audit process builds
+    the addons, and their 4 MB showed in its peak memory."""
+    code = ("import sys, wxgate.audit, wxgate.pipeline\n"
+            "wxgate.pipeline.make_addons()\n"
+            "print(' '.join(m for m in ('prometheus_client', 'jinja2') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.split() == []
+
+
 def test_an_allowed_call_is_identified_once_and_its_headers_read_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     parsed: list[str] = []
