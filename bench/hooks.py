@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 HOOKS = ("requestheaders", "request", "responseheaders", "response")
+UPSTREAM = ("127.0.0.1", 9443)  # where `resolve` sends the calls
 CONFIG = """\
 apps:
   - appid: wx0123456789abcdef
@@ -104,6 +105,15 @@ async def measure(count: int) -> tuple[Counter[str], float]:
     with taddons.context(*addons) as tctx:
         tctx.options.update(wxgate_config=str(config))
         events.configure("off")
+        # Each connection's upstream connection is open, as after its first call: the
+        # calls after it reuse that one.
+        from mitmproxy import connection
+        from mitmproxy.proxy.server_hooks import ServerConnectionHookData
+        for client in clients:
+            upstream = connection.Server(address=UPSTREAM, timestamp_start=time.time())
+            for addon in addons:
+                if hasattr(addon, "server_connected"):
+                    addon.server_connected(ServerConnectionHookData(upstream, client))
         for _ in range(5):
             flows = [allowed_call(i) for i in range(count)]
             began = time.process_time()
