@@ -173,17 +173,20 @@ def test_status_lists_each_device_with_its_apps_calls_and_rules(tmp_path: Path):
     assert api.status()["apps"][APPID]["sockets"] == 1
 
 
+def _body_to_come(path: str):
+    """A control POST from loopback at its head: its body not read yet."""
+    flow = mp_flow(f"http://wxgate.local{path}", method="POST", Content_Type="application/json")
+    flow.client_conn.peername = ("127.0.0.1", 50000)
+    flow.request.data.content = None
+    return flow
+
+
 def test_an_http2_post_without_content_length_is_answered_with_its_body(tmp_path: Path):
     """HTTP/2 needs no content-length: the body still arrives before the answer."""
-    runtime = runtime_for(tmp_path)
-    events.configure("off")
-    api = ControlApi(runtime, Background(runtime))
+    api, _ = _api(tmp_path)
     with taddons.context(api):
-        flow = mp_flow("http://wxgate.local/faults", method="POST",
-                       Content_Type="application/json")
-        flow.client_conn.peername = ("127.0.0.1", 50000)
+        flow = _body_to_come("/faults")
         flow.request.http_version = "HTTP/2.0"
-        flow.request.data.content = None  # the body is not read yet at requestheaders
         flow.request.headers.pop("content-length", None)
         flow.request.stream = True  # as stream_large_bodies may have decided
         api.requestheaders(flow)
@@ -197,13 +200,9 @@ def test_an_http2_post_without_content_length_is_answered_with_its_body(tmp_path
 
 def test_a_control_call_whose_client_goes_before_its_body_is_in_leaves_nothing_behind(
         tmp_path: Path):
-    runtime = runtime_for(tmp_path)
-    events.configure("off")
-    api = ControlApi(runtime, Background(runtime))
+    api, _ = _api(tmp_path)
     with taddons.context(api):
-        flow = mp_flow("http://wxgate.local/faults", method="POST",
-                       Content_Type="application/json")
-        flow.request.data.content = None
+        flow = _body_to_come("/faults")
         flow.request.headers["content-length"] = "100"
         api.requestheaders(flow)
         other = mp_flow("https://api.example.com/x")
