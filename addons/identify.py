@@ -19,7 +19,7 @@ from .policy.calls import RequestHead
 from .policy.config import Config
 from .raw_headers import host_header as raw_host_header
 from .state import RESOLVED_FROM, Runtime, device_of_flow
-from .verdict import answered, client_port, fail_closed, info_of, publish
+from .verdict import answered, client_port, fail_closed, publish, start_info
 
 
 def onboarding_host() -> str:
@@ -71,7 +71,7 @@ class IdentifyApp:
     @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         self.runtime.flows += 1
-        info = info_of(flow)
+        info = start_info(flow)
         if answered(flow, info):
             return
         req = flow.request

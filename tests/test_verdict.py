@@ -33,7 +33,7 @@ from wxgate.network_timeout import NetworkTimeout
 from wxgate.pipeline import Pipeline, make_addons
 from wxgate.redirect_guard import RedirectGuard
 from wxgate.socket_limit import SocketLimit
-from wxgate.verdict import answered, info_of
+from wxgate.verdict import answered, info_of, start_info
 
 from .addon_helpers import APPID, mp_flow, run_hook, runtime_for
 
@@ -239,3 +239,13 @@ def test_each_flow_keeps_its_own_info_when_asked_about_in_turns():
     info_of(first).decision = "blocked"
     assert info_of(second).decision == "allowed"
     assert info_of(first).decision == "blocked" and info_of(first) is not info_of(second)
+
+
+@pytest.mark.parametrize("first", [info_of, start_info])
+def test_a_flow_gets_one_flowinfo_made_when_first_asked_for(first: Any):
+    """Made by whichever is asked first, live as the flow was then; both then give it."""
+    flow = tflow.tflow()
+    info = first(flow)
+    flow.live = False
+    assert info_of(flow) is info and start_info(flow) is info
+    assert info.seen_live is True
