@@ -173,7 +173,7 @@ class UpstreamPool:
             flow = call.flow
             if flow.server_conn.timestamp_start is not None:
                 del waiting[flow_id]
-            elif (flow.request.host, flow.request.port) == address and (
+            elif _address(flow) == address and (
                     ready := _ready_at(call)) is not None and (first is None or ready < first[0]):
                 first = ready, call
         if first is not None:
