@@ -123,7 +123,6 @@ class ControlApi:
             return
         if req.pretty_host.lower() != CONTROL_HOST:
             return
-        flow.metadata["wxgate_control"] = True
         if flow.request.method in ("GET", "DELETE", "HEAD") or announced_body(flow.request) == 0:
             self._answer(flow, b"")
             return
