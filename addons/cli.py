@@ -210,11 +210,13 @@ def with_wxgate[M](master_cls: type[M]) -> type[M]:
     """
     from mitmproxy.addons.script import ScriptLoader
 
+    from . import dispatch
     from .pipeline import Pipeline, make_addons
 
     class WxgateMaster(master_cls):  # type: ignore[valid-type,misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            dispatch.install(self.addons)
             pipeline = Pipeline(make_addons())
             # Registered (named, loaded, its commands collected) before it holds the
             # loader, which is registered already and keeps its name and commands.
