@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 import types
 from typing import Any
 
@@ -50,6 +51,48 @@ class Returns(Hooked):
         return 42  # not awaitable: ignored
 
 
+class WaitsThenRaises(Hooked):
+    def __init__(self, trace: list[str], name: str, exc: Exception) -> None:
+        super().__init__(trace, name)
+        self.exc = exc
+
+    async def requestheaders(self, flow: Any) -> None:  # type: ignore[override]
+        await asyncio.sleep(0)
+        self.trace.append(self.name)
+        raise self.exc
+
+
+class StopsIterating(Hooked):
+    def requestheaders(self, flow: Any) -> None:
+        self.trace.append(self.name)
+        next(iter([]))  # a stray StopIteration, a plausible bug in a user's script
+
+
+class GainsSubAddons(Hooked):
+    """Its hook gives it sub-addons: mitmproxy reads `addons` after the hook ran."""
+
+    def requestheaders(self, flow: Any) -> None:
+        self.trace.append(self.name)
+        self.addons = [Hooked(self.trace, self.name + "-gained")]
+
+
+class SubAddonsRaise(Hooked):
+    @property
+    def addons(self) -> list[object]:
+        raise RuntimeError("no sub-addons today")
+
+
+class FalsyCallable:
+    def __init__(self, trace: list[str]) -> None:
+        self.trace = trace
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __call__(self, flow: Any) -> None:
+        self.trace.append("falsy callable")
+
+
 class NotAHook:
     def __init__(self, value: object) -> None:
         self.requestheaders = value
@@ -82,7 +125,14 @@ def chain_of(case: str, trace: list[str]) -> list[object]:
         "halts": [h("a"), Raises(trace, "r", exceptions.AddonHalt()), h("b")],
         "module": [h("a"), NotAHook(types), h("b")],
         "not callable": [h("a"), NotAHook("text"), h("b")],
-        "falsy": [h("a"), NotAHook(None), NotAHook(0), h("b")],
+        "falsy": [h("a"), NotAHook(None), NotAHook(0), NotAHook(FalsyCallable(trace)),
+                  h("b")],
+        "awaited raises": [h("a"), WaitsThenRaises(trace, "w", ValueError("late")), h("b")],
+        "awaited halts": [h("a"), WaitsThenRaises(trace, "w", exceptions.AddonHalt()),
+                          h("b")],
+        "stop iteration": [h("a"), StopsIterating(trace, "s"), h("b")],
+        "hook gains sub-addons": [GainsSubAddons(trace, "g"), h("b")],
+        "sub-addons raise": [SubAddonsRaise(trace, "p"), h("b")],
         "sub-addons": [h("a", [h("a1", [h("a11")]), h("a2")]), h("b", []), h("c")],
         "raising sub-addon": [h("a", [Raises(trace, "a1", KeyError("k")), h("a2")]), h("b")],
         "halting sub-addon": [h("a", [Raises(trace, "a1", exceptions.AddonHalt())]), h("b")],
@@ -91,7 +141,7 @@ def chain_of(case: str, trace: list[str]) -> list[object]:
 
 
 def deliver(manager_cls: type[addonmanager.AddonManager], case: str,
-            caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str]]:
+            caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[tuple[str, str]]]:
     trace: list[str] = []
 
     async def run() -> None:
@@ -102,11 +152,22 @@ def deliver(manager_cls: type[addonmanager.AddonManager], case: str,
     caplog.clear()
     with caplog.at_level(logging.ERROR, logger=addonmanager.__name__):
         asyncio.run(run())
-    return trace, [record.getMessage() for record in caplog.records]
+    return trace, [(record.getMessage(), first_frame(record)) for record in caplog.records]
+
+
+def first_frame(record: logging.LogRecord) -> str:
+    """Whether a logged traceback starts in the hook that raised, not in the manager
+    (where it starts when the manager's own code raised is not compared: its frames
+    differ)."""
+    if not record.exc_info:
+        return ""
+    return "hook" if traceback.extract_tb(record.exc_info[2])[0].name == "requestheaders" \
+        else "elsewhere"
 
 
 CASES = ["plain", "awaits", "raises", "halts", "module", "not callable", "falsy",
-         "sub-addons", "raising sub-addon", "halting sub-addon"]
+         "sub-addons", "raising sub-addon", "halting sub-addon", "awaited raises",
+         "awaited halts", "stop iteration", "hook gains sub-addons", "sub-addons raise"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -130,19 +191,30 @@ def test_a_sub_addon_attribute_that_is_not_a_list_is_walked_by_mitmproxy(
 
 
 @pytest.mark.parametrize("manager_cls", [addonmanager.AddonManager, Dispatch])
-def test_options_error_propagates_out_of_the_event(
-        manager_cls: type[addonmanager.AddonManager]) -> None:
+@pytest.mark.parametrize(("where", "exc"), [
+    ("hook", exceptions.OptionsError("no")),
+    ("sub-addon", exceptions.OptionsError("no")),
+    ("awaited", exceptions.OptionsError("no")),
+    ("hook", asyncio.CancelledError()),
+])
+def test_options_error_and_cancellation_propagate_out_of_the_event(
+        manager_cls: type[addonmanager.AddonManager], where: str,
+        exc: BaseException) -> None:
+    """A configure that must roll back, and a task cancelled while it delivers, end the
+    event with no later addon run."""
     trace: list[str] = []
+    raiser: Hooked = (WaitsThenRaises(trace, "r", exc) if where == "awaited"  # type: ignore[arg-type]
+                      else Raises(trace, "r", exc))  # type: ignore[arg-type]
 
     async def run() -> None:
         manager = manager_cls(bare_master())
-        manager.chain = [Raises(trace, "r", exceptions.OptionsError("no")),
-                         Hooked(trace, "b")]
+        first = Hooked(trace, "a", [raiser]) if where == "sub-addon" else raiser
+        manager.chain = [first, Hooked(trace, "b")]
         await manager.trigger_event(HttpRequestHeadersHook(FLOW))
 
-    with pytest.raises(exceptions.OptionsError):
+    with pytest.raises(type(exc)):
         asyncio.run(run())
-    assert trace == ["r"]
+    assert "b:True" not in trace and "r" in trace
 
 
 def test_the_wxgate_master_delivers_through_dispatch() -> None:
