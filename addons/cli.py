@@ -207,6 +207,11 @@ def with_wxgate[M](master_cls: type[M]) -> type[M]:
     and two generators, about 90 calls per proxied call. The Pipeline takes the loader's
     place in the chain and stands in for it (`Pipeline.hold`): the loader's hooks run
     after wxgate's, and its scripts are walked right after the Pipeline for every event.
+
+    Those walks are mitmproxy's own addon manager's. The master made here delivers events
+    through `Dispatch` instead (installed first), which spends a `getattr` on a member
+    with nothing to do; the Pipeline still makes wxgate's 23 addons one member, calling
+    only those with the hook.
     """
     from mitmproxy.addons.script import ScriptLoader
 
